@@ -1,0 +1,70 @@
+// DnsProxyConfig and the YAML loader that fills it.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include "dnsgate/allowlist.hpp"
+#include "dnsgate/endpoint.hpp"
+#include "dnsgate/response.hpp"
+
+namespace dnsgate {
+
+enum class UpstreamProtocol { do53_udp, do53_tcp, dot, doh, doq };
+
+struct ResolverConfig {
+  UpstreamProtocol protocol = UpstreamProtocol::do53_udp;
+  Endpoint address;
+};
+
+enum class EventSinkKind { stdout_lines, file };
+
+struct EventsConfig {
+  EventSinkKind sink = EventSinkKind::stdout_lines;
+  std::string path;  // for EventSinkKind::file
+};
+
+// Limits the config accepts; documented in docs/configuration.md.
+inline constexpr std::size_t kMaxInflightLimit = 65535;  // one 16-bit id space per upstream socket
+inline constexpr std::chrono::milliseconds kMaxUpstreamTimeout{60000};
+
+// Options with defaults: a caller sets only what it needs.
+struct DnsProxyConfig {
+  std::string cell = "default";
+  std::optional<Endpoint> listen_udp;
+  std::vector<std::string> hostname_allowlist;  // the entries as written
+  Allowlist allowlist;                          // compiled from hostname_allowlist
+  std::vector<ResolverConfig> resolvers;        // exactly one in this version
+  std::chrono::milliseconds upstream_timeout{2000};
+  std::size_t max_inflight = 10000;
+  Rcode deny_rcode = Rcode::refused;  // refused or nxdomain
+  EventsConfig events;
+};
+
+// What is wrong with a config file: the field's path as written in the file
+// (e.g. "dnsAuthority.hostnameAllowlist[2]"), its 1-based line (0 if none
+// applies, e.g. an unreadable file) and a message for an operator.
+struct ConfigError {
+  std::string field;
+  int line = 0;
+  std::string message;
+
+  // "config.yaml:7: dnsAuthority.hostnameAllowlist[2]: <message>"
+  std::string describe(std::string_view file_name) const;
+};
+
+using ConfigResult = std::variant<DnsProxyConfig, ConfigError>;
+
+// Parses YAML (or JSON) text; unknown fields are errors.
+ConfigResult parse_config(std::string_view text);
+ConfigResult load_config_file(const std::string& path);
+
+// One line for `dnsgate check`: cell, listener, upstream, entry counts.
+std::string summarize(const DnsProxyConfig& config);
+
+}  // namespace dnsgate

@@ -1,0 +1,52 @@
+// CloudEventSink: the production DnsQueryEmitter, writing JSON Lines to
+// stdout or a file from its own thread.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "dnsgate/config.hpp"
+#include "dnsgate/events.hpp"
+
+namespace dnsgate {
+
+struct EventSinkOptions {
+  std::string cell = "default";
+  EventSinkKind kind = EventSinkKind::stdout_lines;
+  std::string path;                                   // for EventSinkKind::file
+  std::size_t queue_capacity = 8192;                  // records waiting for the writer
+  std::chrono::milliseconds flush_interval{100};      // the longest an event waits unwritten
+};
+
+// emit() copies the record into a bounded, preallocated queue and returns at
+// once; false when the queue is full (the event is dropped and counted).
+// A writer thread formats and writes whole lines only, and flushes at least
+// every flush_interval and at close().
+class CloudEventSink final : public DnsQueryEmitter {
+ public:
+  // Opens the file (append, created 0640) or stdout. nullptr and `error`
+  // set when the file cannot be opened.
+  static std::unique_ptr<CloudEventSink> open(const EventSinkOptions& options, std::string& error);
+
+  ~CloudEventSink() override;
+
+  bool emit(const QueryRecord& record) noexcept override;
+
+  // Writes everything queued, flushes, stops the writer. Idempotent.
+  void close();
+
+  std::uint64_t written() const noexcept;
+  std::uint64_t dropped() const noexcept;
+  std::uint64_t write_errors() const noexcept;
+
+  struct State;  // defined in src/events/event_sink.cpp
+
+ private:
+  explicit CloudEventSink(std::unique_ptr<State> state);
+  std::unique_ptr<State> state_;
+};
+
+}  // namespace dnsgate
