@@ -16,9 +16,9 @@ namespace dnsgate {
 struct EventSinkOptions {
   std::string cell = "default";
   EventSinkKind kind = EventSinkKind::stdout_lines;
-  std::string path;                                   // for EventSinkKind::file
-  std::size_t queue_capacity = 8192;                  // records waiting for the writer
-  std::chrono::milliseconds flush_interval{100};      // the longest an event waits unwritten
+  std::string path;                               // for EventSinkKind::file
+  std::size_t queue_capacity = 8192;              // records waiting for the writer
+  std::chrono::milliseconds flush_interval{100};  // the longest an event waits unwritten
 };
 
 // emit() copies the record into a bounded, preallocated queue and returns at

@@ -41,7 +41,7 @@ struct QueryRecord {
   Endpoint client;
   std::uint32_t size = 0;  // octets of the query as received
 
-  bool has_transaction_id = false;  // false only when fewer than 2 octets arrived
+  bool has_transaction_id = false;   // false only when fewer than 2 octets arrived
   std::uint16_t transaction_id = 0;  // the workload's id
 
   bool has_question = false;  // false when the parser rejected the packet

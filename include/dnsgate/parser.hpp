@@ -44,7 +44,9 @@ struct MessageHeader {
   std::uint8_t opcode() const noexcept {
     return static_cast<std::uint8_t>((flags & flag::kOpcodeMask) >> flag::kOpcodeShift);
   }
-  std::uint8_t rcode() const noexcept { return static_cast<std::uint8_t>(flags & flag::kRcodeMask); }
+  std::uint8_t rcode() const noexcept {
+    return static_cast<std::uint8_t>(flags & flag::kRcodeMask);
+  }
 };
 
 struct Question {
@@ -63,18 +65,18 @@ struct EdnsInfo {
 
 // Every reason the parser rejects a packet; each is counted and reported.
 enum class ParseError : std::uint8_t {
-  too_short,                // fewer than 12 octets: no complete header
-  response_bit_set,         // QR=1 in what should be a query
-  bad_question_count,       // QDCOUNT != 1
-  truncated_question,       // the packet ends inside the question
-  bad_label_type,           // label type 0x40 or 0x80 (reserved / extended)
-  pointer_into_header,      // compression pointer to an offset < 12
-  pointer_not_backward,     // pointer to itself, forward, or looping
-  name_too_long,            // more than 255 octets
-  truncated_record,         // an answer/authority/additional record runs past the end
-  bad_opt_record,           // OPT not owned by the root, or more than one OPT
-  trailing_data,            // octets after the last record the header announced
-  not_a_response,           // (responses only) QR=0
+  too_short,             // fewer than 12 octets: no complete header
+  response_bit_set,      // QR=1 in what should be a query
+  bad_question_count,    // QDCOUNT != 1
+  truncated_question,    // the packet ends inside the question
+  bad_label_type,        // label type 0x40 or 0x80 (reserved / extended)
+  pointer_into_header,   // compression pointer to an offset < 12
+  pointer_not_backward,  // pointer to itself, forward, or looping
+  name_too_long,         // more than 255 octets
+  truncated_record,      // an answer/authority/additional record runs past the end
+  bad_opt_record,        // OPT not owned by the root, or more than one OPT
+  trailing_data,         // octets after the last record the header announced
+  not_a_response,        // (responses only) QR=0
 };
 inline constexpr std::size_t kParseErrorCount = 12;
 

@@ -38,8 +38,8 @@ inline constexpr std::size_t kMaxSynthesizedOctets = 12 + 255 + 4 + 11 + 6;
 // Small and copyable, so the in-flight table can keep it for a timeout.
 struct QueryEcho {
   std::uint16_t id = 0;
-  std::uint16_t flags = 0;                    // the query's header flags
-  std::span<const std::uint8_t> question;     // QNAME QTYPE QCLASS exactly as asked
+  std::uint16_t flags = 0;                 // the query's header flags
+  std::span<const std::uint8_t> question;  // QNAME QTYPE QCLASS exactly as asked
   EdnsInfo edns;
 };
 

@@ -1,0 +1,65 @@
+#include "dnsgate/response.hpp"
+
+#include <algorithm>
+
+#include "dns/wire.hpp"
+
+namespace dnsgate {
+
+namespace {
+
+constexpr std::uint16_t kOptionExtendedError = 15;  // RFC 8914
+constexpr std::uint16_t kEdnsDoBit = 0x8000;
+constexpr std::size_t kOptFixedOctets = 11;  // root, TYPE, CLASS, TTL, RDLENGTH
+constexpr std::size_t kEdeOptionOctets = 6;  // code, length, INFO-CODE
+
+}  // namespace
+
+QueryEcho echo_of(const ParsedQuery& query, std::span<const std::uint8_t> packet) noexcept {
+  QueryEcho echo;
+  echo.id = query.header.id;
+  echo.flags = query.header.flags;
+  echo.question = packet.subspan(kHeaderOctets, query.question_end - kHeaderOctets);
+  echo.edns = query.edns;
+  return echo;
+}
+
+std::size_t synthesize_response(const QueryEcho& query, Rcode rcode, ExtendedError ede,
+                                std::span<std::uint8_t> out) noexcept {
+  const bool with_ede = query.edns.present && ede != ExtendedError::none;
+  const std::size_t size = kHeaderOctets + query.question.size() +
+                           (query.edns.present ? kOptFixedOctets : 0) +
+                           (with_ede ? kEdeOptionOctets : 0);
+  if (out.size() < size) return 0;
+
+  const std::uint16_t kept = query.flags & (flag::kOpcodeMask | flag::kRd | flag::kCd);
+  const auto flags =
+      static_cast<std::uint16_t>(flag::kQr | kept | flag::kRa | static_cast<std::uint16_t>(rcode));
+  write_u16(out, 0, query.id);
+  write_u16(out, 2, flags);
+  write_u16(out, 4, 1);
+  write_u16(out, 6, 0);
+  write_u16(out, 8, 0);
+  write_u16(out, 10, query.edns.present ? 1 : 0);
+  std::copy(query.question.begin(), query.question.end(), out.begin() + kHeaderOctets);
+
+  std::size_t at = kHeaderOctets + query.question.size();
+  if (query.edns.present) {
+    out[at] = 0;  // the root owns OPT
+    write_u16(out, at + 1, kTypeOpt);
+    write_u16(out, at + 3, kAdvertisedUdpPayload);
+    write_u16(out, at + 5, 0);  // extended rcode 0, version 0
+    write_u16(out, at + 7, query.edns.dnssec_ok ? kEdnsDoBit : 0);
+    write_u16(out, at + 9, with_ede ? kEdeOptionOctets : 0);
+    at += kOptFixedOctets;
+    if (with_ede) {
+      write_u16(out, at, kOptionExtendedError);
+      write_u16(out, at + 2, 2);
+      write_u16(out, at + 4, static_cast<std::uint16_t>(ede));
+      at += kEdeOptionOctets;
+    }
+  }
+  return at;
+}
+
+}  // namespace dnsgate
