@@ -1,0 +1,89 @@
+// InflightTable: the queries sent upstream and not yet answered.
+#pragma once
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <array>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "dnsgate/parser.hpp"
+#include "dnsgate/response.hpp"
+
+namespace dnsgate {
+
+// A workload's address as recvmsg gave it, kept to send the answer back.
+struct PeerAddress {
+  sockaddr_storage storage{};
+  socklen_t length = 0;
+  const sockaddr* get() const noexcept { return reinterpret_cast<const sockaddr*>(&storage); }
+};
+
+using SteadyTime = std::chrono::steady_clock::time_point;
+using WallTime = std::chrono::system_clock::time_point;
+
+// Everything needed to relay the answer, synthesize a SERVFAIL, or write the
+// event, without keeping the query packet.
+struct InflightQuery {
+  std::uint16_t client_id = 0;
+  std::uint16_t upstream_id = 0;
+  std::uint16_t query_flags = 0;
+  std::uint16_t question_octets = 0;
+  std::uint32_t size = 0;
+  EdnsInfo edns;
+  SteadyTime received{};
+  WallTime received_wall{};
+  PeerAddress client;
+  std::array<std::uint8_t, kMaxNameOctets + 4> question{};  // as asked, case kept
+
+  std::span<const std::uint8_t> question_wire() const noexcept {
+    return {question.data(), question_octets};
+  }
+  QueryEcho echo() const noexcept { return {client_id, query_flags, question_wire(), edns}; }
+};
+
+// A fixed number of slots allocated once. Each slot is found by its upstream
+// id (a fresh random 16-bit id per query) and sits on a list in arrival
+// order; every query has the same timeout, so arrival order is deadline
+// order and the oldest query is always the next to expire.
+class InflightTable {
+ public:
+  static constexpr std::uint32_t kNoSlot = 0xFFFFFFFF;
+
+  explicit InflightTable(std::size_t capacity);
+
+  // A free slot with a fresh upstream id not in use, or nullptr when full.
+  InflightQuery* insert(SteadyTime received) noexcept;
+  InflightQuery* find(std::uint16_t upstream_id) noexcept;
+  void erase(InflightQuery& query) noexcept;
+  InflightQuery* oldest() noexcept;
+
+  std::size_t size() const noexcept { return size_; }
+  std::size_t capacity() const noexcept { return slots_.size(); }
+
+ private:
+  std::uint16_t fresh_id() noexcept;
+  std::uint16_t random_u16() noexcept;
+  std::uint32_t index_of(const InflightQuery& query) const noexcept;
+
+  std::vector<InflightQuery> slots_;
+  std::vector<std::uint32_t> next_;  // arrival-order links, kNoSlot-terminated
+  std::vector<std::uint32_t> prev_;
+  std::vector<std::uint32_t> free_;  // stack of free slot indices
+  std::vector<std::uint32_t> by_upstream_id_;
+  std::uint32_t head_ = kNoSlot;
+  std::uint32_t tail_ = kNoSlot;
+  std::size_t size_ = 0;
+
+  // Ids come from the kernel's CSPRNG, fetched in batches so the hot path
+  // makes no system call for them.
+  std::array<std::uint8_t, 4096> random_pool_{};
+  std::size_t random_used_ = 4096;
+};
+
+}  // namespace dnsgate

@@ -1,0 +1,36 @@
+#include <string>
+
+#include "dnsgate/proxy.hpp"
+
+namespace dnsgate {
+
+std::string DnsProxyStats::to_json() const {
+  // Plain counters with fixed keys: no escaping needed, so no JSON library.
+  const std::pair<const char*, std::uint64_t> counters[] = {
+      {"received", received},
+      {"forwarded", forwarded},
+      {"relayed", relayed},
+      {"refused", refused},
+      {"notimp", notimp},
+      {"malformed", malformed},
+      {"servfailTimeout", servfail_timeout},
+      {"servfailError", servfail_error},
+      {"overloaded", overloaded},
+      {"unsolicitedUpstream", unsolicited_upstream},
+      {"eventsDropped", events_dropped},
+      {"droppedAtShutdown", dropped_at_shutdown},
+      {"sendFailed", send_failed},
+  };
+  std::string json = "{";
+  for (const auto& [key, value] : counters) {
+    if (json.size() > 1) json += ',';
+    json += '"';
+    json += key;
+    json += "\":";
+    json += std::to_string(value);
+  }
+  json += '}';
+  return json;
+}
+
+}  // namespace dnsgate
