@@ -1,0 +1,143 @@
+#!/usr/bin/env bash
+# Steady-load check of the UDP proxy: dnsperf sends a mix of allowed and
+# denied names through dnsgate (knotd behind it, all on loopback) at a fixed
+# rate for a fixed time, then this script checks that no query was lost,
+# that the events file holds one line per query, and how RSS moved.
+#
+#   bench/udp_load.sh [DNSGATE_BIN] [SECONDS] [QPS]
+#
+# Defaults: build/dnsgate, 60 s, 10000 queries/s. Loopback only; every
+# process started here is stopped by its PID on exit.
+set -euo pipefail
+
+bin=$(readlink -f "${1:-build/dnsgate}")
+seconds=${2:-60}
+qps=${3:-10000}
+knot_port=${KNOT_PORT:-25400}
+gate_port=${GATE_PORT:-25453}
+
+for tool in /usr/sbin/knotd dnsperf "$bin"; do
+  command -v "$tool" >/dev/null || { echo "missing: $tool (run 'make build')" >&2; exit 1; }
+done
+
+work=$(mktemp -d /tmp/dnsgate-load.XXXXXX)
+knot_pid=""
+gate_pid=""
+cleanup() {
+  [ -n "$gate_pid" ] && kill "$gate_pid" 2>/dev/null && wait "$gate_pid" 2>/dev/null || true
+  [ -n "$knot_pid" ] && kill "$knot_pid" 2>/dev/null && wait "$knot_pid" 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+# A zone of 1,000 hosts, and a query file of 1,000 allowed and 1,000
+# denied names, interleaved.
+mkdir -p "$work/knot/run" "$work/knot/db" "$work/knot/zones"
+{
+  echo '$ORIGIN load.test.'
+  echo '$TTL 3600'
+  echo '@ SOA ns1 hostmaster 1 7200 3600 1209600 3600'
+  echo '@ NS ns1'
+  echo 'ns1 A 192.0.2.1'
+  for i in $(seq 0 999); do echo "host$i A 192.0.2.$((i % 250 + 1))"; done
+} >"$work/knot/zones/load.test.zone"
+for i in $(seq 0 999); do
+  echo "host$i.load.test A"
+  echo "host$i.denied.test A"
+done >"$work/queries.txt"
+
+cat >"$work/knot/knot.conf" <<CONF
+server:
+    rundir: "$work/knot/run"
+    listen: 127.0.0.1@$knot_port
+    udp-workers: 1
+    tcp-workers: 1
+    background-workers: 1
+log:
+  - target: "$work/knot/knotd.log"
+    any: warning
+database:
+    storage: "$work/knot/db"
+template:
+  - id: default
+    storage: "$work/knot/zones"
+    file: "%s.zone"
+    zonefile-sync: -1
+    journal-content: none
+zone:
+  - domain: load.test.
+CONF
+/usr/sbin/knotd -c "$work/knot/knot.conf" >/dev/null 2>&1 &
+knot_pid=$!
+
+cat >"$work/dnsgate.yaml" <<CONF
+cell: load
+listen:
+  udp: 127.0.0.1:$gate_port
+dnsAuthority:
+  hostnameAllowlist:
+    - "*.load.test"
+  resolvers:
+    - protocol: do53-udp
+      address: 127.0.0.1:$knot_port
+upstreamTimeoutMs: 2000
+events:
+  sink: file
+  path: $work/events.jsonl
+CONF
+
+for _ in $(seq 50); do
+  kdig @127.0.0.1 -p "$knot_port" +short +time=1 host1.load.test A >/dev/null 2>&1 && break
+  sleep 0.1
+done
+
+"$bin" run --config "$work/dnsgate.yaml" 2>"$work/dnsgate.err" &
+gate_pid=$!
+for _ in $(seq 50); do
+  kdig @127.0.0.1 -p "$gate_port" +short +time=1 host1.load.test A >/dev/null 2>&1 && break
+  sleep 0.1
+done
+# The two probes above are queries too; count the events they made.
+sleep 0.3
+probe_events=$(wc -l <"$work/events.jsonl")
+
+rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$gate_pid/status"; }
+rss_start=$(rss_kib)
+(
+  while kill -0 "$gate_pid" 2>/dev/null; do
+    echo "$(date +%s) $(rss_kib)"
+    sleep 5
+  done
+) >"$work/rss.log" 2>/dev/null &
+sampler_pid=$!
+
+dnsperf -s 127.0.0.1 -p "$gate_port" -d "$work/queries.txt" -l "$seconds" -Q "$qps" \
+  -c 10 -q 500 -t 5 >"$work/dnsperf.out" 2>&1
+rss_end=$(rss_kib)
+rss_max=$(awk '{ if ($2 > m) m = $2 } END { print m }' "$work/rss.log")
+kill "$sampler_pid" 2>/dev/null || true
+
+kill -TERM "$gate_pid"
+wait "$gate_pid" || true
+gate_pid=""
+stats=$(tail -n 1 "$work/dnsgate.err")
+
+sent=$(awk '/Queries sent:/ {print $3}' "$work/dnsperf.out")
+completed=$(awk '/Queries completed:/ {print $3}' "$work/dnsperf.out")
+lost=$(awk '/Queries lost:/ {print $3}' "$work/dnsperf.out")
+events=$(( $(wc -l <"$work/events.jsonl") - probe_events ))
+forwarded=$(grep -c '"action":"forward"' "$work/events.jsonl" || true)
+refused=$(grep -c '"action":"refuse"' "$work/events.jsonl" || true)
+
+echo "== dnsperf"
+grep -E "Queries (sent|completed|lost)|Response codes|Queries per second|Average Latency|Latency StdDev" "$work/dnsperf.out"
+echo "== dnsgate"
+echo "stats:        $stats"
+echo "events:       $events for $sent queries sent (the forward count below includes $probe_events probe)"
+echo "actions:      forward $forwarded, refuse $refused"
+echo "RSS (KiB):    start $rss_start, end $rss_end, max $rss_max"
+
+status=0
+[ "$lost" = "0" ] || { echo "FAIL: $lost queries lost"; status=1; }
+[ "$events" = "$sent" ] || { echo "FAIL: $events events for $sent queries"; status=1; }
+exit $status
