@@ -1,0 +1,194 @@
+// The dnsgate command line: a thin shell that loads the config, binds the
+// sockets and hands them to the library's proxy loop.
+#include <signal.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include <CLI/CLI.hpp>
+#include <atomic>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <exception>
+#include <string>
+#include <utility>
+#include <variant>
+
+#include "dnsgate/config.hpp"
+#include "dnsgate/event_sink.hpp"
+#include "dnsgate/proxy.hpp"
+#include "dnsgate/socket.hpp"
+
+namespace {
+
+// Exit codes of DESIGN.md §4.
+constexpr int kExitOk = 0;
+constexpr int kExitRuntimeFailure = 1;
+constexpr int kExitBadUsage = 2;
+
+// Written by the signal handler, read by the proxy loop: only a lock-free
+// atomic is safe to touch from a handler.
+std::atomic<bool> stop_requested{false};
+static_assert(std::atomic<bool>::is_always_lock_free);
+
+extern "C" void request_stop(int /*signal*/) {
+  stop_requested.store(true);
+}
+
+// No SA_RESTART, so a blocking call in progress returns with EINTR and the
+// loop sees the flag at once. SA_RESETHAND makes a second identical signal
+// fatal: an operator who presses Ctrl-C twice means it.
+bool install_stop_handlers(std::string& error) {
+  struct sigaction action {};
+  action.sa_handler = request_stop;
+  sigemptyset(&action.sa_mask);
+  action.sa_flags = SA_RESETHAND;
+  for (const int signal_number : {SIGINT, SIGTERM}) {
+    if (sigaction(signal_number, &action, nullptr) != 0) {
+      error = std::strerror(errno);
+      return false;
+    }
+  }
+  // A closed stdout (events piped into a reader that exits) must surface as
+  // a write error the sink counts, not kill the proxy.
+  struct sigaction ignore {};
+  ignore.sa_handler = SIG_IGN;
+  sigemptyset(&ignore.sa_mask);
+  if (sigaction(SIGPIPE, &ignore, nullptr) != 0) {
+    error = std::strerror(errno);
+    return false;
+  }
+  return true;
+}
+
+// Logs go to stderr: stdout may be the event stream.
+void set_up_logging() {
+  auto logger = spdlog::stderr_color_mt("dnsgate");
+  logger->set_pattern("%Y-%m-%dT%H:%M:%S.%e%z dnsgate %l: %v");
+  spdlog::set_default_logger(std::move(logger));
+}
+
+// Loads the config; on failure prints the one-line error and returns false.
+bool load_or_report(const std::string& path, dnsgate::DnsProxyConfig& config) {
+  auto result = dnsgate::load_config_file(path);
+  if (auto* error = std::get_if<dnsgate::ConfigError>(&result)) {
+    std::fprintf(stderr, "dnsgate: %s\n", error->describe(path).c_str());
+    return false;
+  }
+  config = std::get<dnsgate::DnsProxyConfig>(std::move(result));
+  return true;
+}
+
+int check_command(const std::string& config_path) {
+  dnsgate::DnsProxyConfig config;
+  if (!load_or_report(config_path, config)) return kExitBadUsage;
+  std::printf("%s\n", dnsgate::summarize(config).c_str());
+  return kExitOk;
+}
+
+int run_command(const std::string& config_path) {
+  dnsgate::DnsProxyConfig config;
+  if (!load_or_report(config_path, config)) return kExitBadUsage;
+  set_up_logging();
+
+  // Installed before the sockets are opened so that a stop requested during
+  // start-up still ends in a clean exit with stats.
+  std::string error;
+  if (!install_stop_handlers(error)) {
+    spdlog::error("cannot install signal handlers: {}", error);
+    return kExitRuntimeFailure;
+  }
+
+  const dnsgate::Endpoint& upstream_address = config.resolvers.front().address;
+  dnsgate::UniqueFd listener = dnsgate::bind_udp_listener(*config.listen_udp, error);
+  if (!listener.valid()) {
+    spdlog::error("cannot open the UDP listener: {}", error);
+    return kExitRuntimeFailure;
+  }
+  dnsgate::UniqueFd upstream = dnsgate::open_upstream_udp(upstream_address, error);
+  if (!upstream.valid()) {
+    spdlog::error("cannot open a socket to upstream {}: {}", upstream_address.to_string(), error);
+    return kExitRuntimeFailure;
+  }
+
+  dnsgate::EventSinkOptions sink_options;
+  sink_options.cell = config.cell;
+  sink_options.kind = config.events.sink;
+  sink_options.path = config.events.path;
+  auto sink = dnsgate::CloudEventSink::open(sink_options, error);
+  if (!sink) {
+    spdlog::error("event sink: {}", error);
+    return kExitRuntimeFailure;
+  }
+
+  spdlog::info(
+      "dnsgate {} cell {}: listening on udp {}, upstream {}, {} allowlist entries, "
+      "events to {}",
+      DNSGATE_VERSION, config.cell, config.listen_udp->to_string(), upstream_address.to_string(),
+      config.hostname_allowlist.size(),
+      config.events.sink == dnsgate::EventSinkKind::file ? config.events.path
+                                                         : std::string("stdout"));
+  if (config.hostname_allowlist.empty()) {
+    spdlog::warn("the allowlist is empty: every query will be refused");
+  }
+
+  const dnsgate::DnsProxyStats stats =
+      dnsgate::run_one_shot(config, listener.get(), upstream.get(), *sink, stop_requested);
+  sink->close();
+  if (sink->write_errors() > 0) {
+    spdlog::warn("{} events could not be written to the sink", sink->write_errors());
+  }
+  spdlog::info("stopped");
+  spdlog::default_logger()->flush();
+
+  // The stats line is bare JSON, not a log line, so a supervisor can parse it.
+  std::fprintf(stderr, "%s\n", stats.to_json().c_str());
+  std::fflush(stderr);
+  return kExitOk;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"dnsgate: a DNS proxy that forwards only allowlisted names", "dnsgate"};
+  app.set_version_flag("--version", std::string("dnsgate ") + DNSGATE_VERSION);
+  app.require_subcommand(1);
+  // Every line dnsgate writes to stderr says who wrote it.
+  app.failure_message([](const CLI::App* /*app*/, const CLI::Error& error) {
+    return std::string("dnsgate: ") + error.what() + "\nRun 'dnsgate --help' for usage.\n";
+  });
+
+  std::string config_path;
+  CLI::App* run = app.add_subcommand(
+      "run", "Run the proxy in the foreground until SIGINT or SIGTERM; stats go to stderr");
+  run->add_option("-c,--config", config_path, "configuration file (YAML or JSON)")->required();
+  CLI::App* check =
+      app.add_subcommand("check", "Validate a configuration file and print a one-line summary");
+  check->add_option("-c,--config", config_path, "configuration file (YAML or JSON)")->required();
+  CLI::App* version = app.add_subcommand("version", "Print the version");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& error) {
+    // CLI11's own exit codes (106 for a missing option, ...) collapse onto
+    // the one code for bad usage; --help and --version stay successful.
+    const int code = app.exit(error);
+    return code == 0 ? kExitOk : kExitBadUsage;
+  }
+
+  try {
+    if (run->parsed()) return run_command(config_path);
+    if (check->parsed()) return check_command(config_path);
+    if (version->parsed()) {
+      std::printf("dnsgate %s\n", DNSGATE_VERSION);
+      return kExitOk;
+    }
+  } catch (const std::exception& error) {
+    std::fprintf(stderr, "dnsgate: unexpected error: %s\n", error.what());
+    return kExitRuntimeFailure;
+  } catch (...) {
+    std::fprintf(stderr, "dnsgate: unexpected error\n");
+    return kExitRuntimeFailure;
+  }
+  return kExitBadUsage;
+}

@@ -1,0 +1,516 @@
+#include "dnsgate/config.hpp"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <string>
+
+namespace dnsgate {
+namespace {
+
+// DESIGN.md's example without the TCP parts this version rejects.
+constexpr const char* kDesignExample = R"(cell: demo                        # the cell's id
+listen:
+  udp: 127.0.0.1:5353
+dnsAuthority:
+  hostnameAllowlist:
+    - example.com
+    - "*.example.org"
+  resolvers:
+    - protocol: do53-udp
+      address: 127.0.0.1:5300
+upstreamTimeoutMs: 2000
+maxInflight: 10000
+denyRcode: REFUSED
+events:
+  sink: stdout
+)";
+
+// The smallest valid config; tests append or edit one field at a time.
+constexpr const char* kMinimal = R"(listen:
+  udp: 127.0.0.1:5353
+dnsAuthority:
+  hostnameAllowlist: [example.com]
+  resolvers:
+    - address: 127.0.0.1:5300
+)";
+
+DnsProxyConfig expect_valid(const std::string& text) {
+  auto result = parse_config(text);
+  if (auto* error = std::get_if<ConfigError>(&result)) {
+    ADD_FAILURE() << "unexpected error: " << error->describe("test.yaml") << "\nin:\n" << text;
+    return {};
+  }
+  return std::get<DnsProxyConfig>(std::move(result));
+}
+
+ConfigError expect_error(const std::string& text) {
+  auto result = parse_config(text);
+  if (auto* error = std::get_if<ConfigError>(&result)) return *error;
+  ADD_FAILURE() << "accepted a config that should fail:\n" << text;
+  return {};
+}
+
+void expect_error_at(const std::string& text, const std::string& field, int line,
+                     const std::string& message_part) {
+  const ConfigError error = expect_error(text);
+  EXPECT_EQ(error.field, field) << error.describe("test.yaml");
+  EXPECT_EQ(error.line, line) << error.describe("test.yaml");
+  EXPECT_NE(error.message.find(message_part), std::string::npos)
+      << "message \"" << error.message << "\" lacks \"" << message_part << '"';
+}
+
+TEST(ConfigParse, DesignExampleParsesToItsValues) {
+  const DnsProxyConfig config = expect_valid(kDesignExample);
+  EXPECT_EQ(config.cell, "demo");
+  ASSERT_TRUE(config.listen_udp.has_value());
+  EXPECT_EQ(config.listen_udp->to_string(), "127.0.0.1:5353");
+  EXPECT_EQ(config.hostname_allowlist, (std::vector<std::string>{"example.com", "*.example.org"}));
+  EXPECT_EQ(config.allowlist.literal_count(), 1u);
+  EXPECT_EQ(config.allowlist.wildcard_count(), 1u);
+  ASSERT_EQ(config.resolvers.size(), 1u);
+  EXPECT_EQ(config.resolvers[0].protocol, UpstreamProtocol::do53_udp);
+  EXPECT_EQ(config.resolvers[0].address.to_string(), "127.0.0.1:5300");
+  EXPECT_EQ(config.upstream_timeout, std::chrono::milliseconds(2000));
+  EXPECT_EQ(config.max_inflight, 10000u);
+  EXPECT_EQ(config.deny_rcode, Rcode::refused);
+  EXPECT_EQ(config.events.sink, EventSinkKind::stdout_lines);
+  EXPECT_TRUE(config.events.path.empty());
+}
+
+TEST(ConfigParse, DefaultsApplyToOmittedFields) {
+  const DnsProxyConfig config = expect_valid(kMinimal);
+  EXPECT_EQ(config.cell, "default");
+  EXPECT_EQ(config.resolvers[0].protocol, UpstreamProtocol::do53_udp);
+  EXPECT_EQ(config.upstream_timeout, std::chrono::milliseconds(2000));
+  EXPECT_EQ(config.max_inflight, 10000u);
+  EXPECT_EQ(config.deny_rcode, Rcode::refused);
+  EXPECT_EQ(config.events.sink, EventSinkKind::stdout_lines);
+}
+
+TEST(ConfigParse, EveryOptionalFieldIsRead) {
+  const DnsProxyConfig config = expect_valid(std::string(kMinimal) + R"(cell: alpine-1.test_x
+upstreamTimeoutMs: 60000
+maxInflight: 65535
+denyRcode: nxdomain
+events:
+  sink: file
+  path: /var/log/dnsgate/events.jsonl
+)");
+  EXPECT_EQ(config.cell, "alpine-1.test_x");
+  EXPECT_EQ(config.upstream_timeout, std::chrono::milliseconds(60000));
+  EXPECT_EQ(config.max_inflight, 65535u);
+  EXPECT_EQ(config.deny_rcode, Rcode::nxdomain);
+  EXPECT_EQ(config.events.sink, EventSinkKind::file);
+  EXPECT_EQ(config.events.path, "/var/log/dnsgate/events.jsonl");
+}
+
+TEST(ConfigParse, RangeLimitsAreInclusive) {
+  const DnsProxyConfig config =
+      expect_valid(std::string(kMinimal) + "upstreamTimeoutMs: 1\nmaxInflight: 1\n");
+  EXPECT_EQ(config.upstream_timeout, std::chrono::milliseconds(1));
+  EXPECT_EQ(config.max_inflight, 1u);
+}
+
+TEST(ConfigParse, DenyRcodeIsCaseInsensitive) {
+  EXPECT_EQ(expect_valid(std::string(kMinimal) + "denyRcode: NXDomain\n").deny_rcode,
+            Rcode::nxdomain);
+  EXPECT_EQ(expect_valid(std::string(kMinimal) + "denyRcode: refused\n").deny_rcode,
+            Rcode::refused);
+}
+
+TEST(ConfigParse, EmptyAllowlistIsValidAndSummarizedAsEmpty) {
+  const DnsProxyConfig config = expect_valid(R"(listen: {udp: "127.0.0.1:5353"}
+dnsAuthority:
+  hostnameAllowlist: []
+  resolvers: [{address: "127.0.0.1:5300"}]
+)");
+  EXPECT_TRUE(config.hostname_allowlist.empty());
+  EXPECT_NE(summarize(config).find("EMPTY"), std::string::npos) << summarize(config);
+}
+
+TEST(ConfigParse, Ipv6Endpoints) {
+  const DnsProxyConfig config = expect_valid(R"(listen:
+  udp: "[::1]:5353"
+dnsAuthority:
+  hostnameAllowlist: [example.com]
+  resolvers:
+    - address: "[::1]:5300"
+)");
+  EXPECT_EQ(config.listen_udp->to_string(), "[::1]:5353");
+  EXPECT_EQ(config.resolvers[0].address.to_string(), "[::1]:5300");
+}
+
+TEST(ConfigParse, JsonWorks) {
+  const DnsProxyConfig config = expect_valid(R"({
+  "cell": "json-cell",
+  "listen": {"udp": "127.0.0.1:5353"},
+  "dnsAuthority": {
+    "hostnameAllowlist": ["example.com", "*.example.org"],
+    "resolvers": [{"protocol": "do53-udp", "address": "127.0.0.1:5300"}]
+  },
+  "upstreamTimeoutMs": 1500,
+  "maxInflight": 500,
+  "denyRcode": "NXDOMAIN",
+  "events": {"sink": "file", "path": "/tmp/events.jsonl"}
+})");
+  EXPECT_EQ(config.cell, "json-cell");
+  EXPECT_EQ(config.upstream_timeout, std::chrono::milliseconds(1500));
+  EXPECT_EQ(config.max_inflight, 500u);
+  EXPECT_EQ(config.deny_rcode, Rcode::nxdomain);
+  EXPECT_EQ(config.events.path, "/tmp/events.jsonl");
+  EXPECT_EQ(config.hostname_allowlist.size(), 2u);
+}
+
+TEST(ConfigParse, SummaryNamesTheEssentials) {
+  const std::string summary = summarize(expect_valid(kDesignExample));
+  for (const char* part : {"demo", "127.0.0.1:5353", "do53-udp 127.0.0.1:5300", "2 entries",
+                           "1 literal", "1 wildcard", "REFUSED", "stdout"}) {
+    EXPECT_NE(summary.find(part), std::string::npos) << part << " missing in: " << summary;
+  }
+  EXPECT_EQ(summary.find('\n'), std::string::npos);
+}
+
+TEST(ConfigErrors, UnknownTopLevelField) {
+  expect_error_at(std::string(kMinimal) + "upstreamTimeoutMS: 100\n", "upstreamTimeoutMS", 7,
+                  "did you mean \"upstreamTimeoutMs\"");
+}
+
+TEST(ConfigErrors, UnknownNestedFieldNamesItsPath) {
+  expect_error_at(R"(listen:
+  udp: 127.0.0.1:5353
+dnsAuthority:
+  hostnameAllowlist: [example.com]
+  resolvers:
+    - protocol: do53-udp
+      adress: 127.0.0.1:5300
+)",
+                  "dnsAuthority.resolvers[0].adress", 7, "did you mean \"address\"");
+}
+
+TEST(ConfigErrors, UnknownFieldWithoutNearMatchListsTheValidOnes) {
+  expect_error_at(std::string(kMinimal) + "events:\n  sink: stdout\n  format: json\n",
+                  "events.format", 9, "valid fields here: sink, path");
+}
+
+TEST(ConfigErrors, DuplicateFieldIsRejected) {
+  expect_error_at(std::string(kMinimal) + "dnsAuthority:\n  hostnameAllowlist: []\n",
+                  "dnsAuthority", 7, "duplicate field (first given on line 3)");
+}
+
+TEST(ConfigErrors, BadAllowlistEntryNamesItsIndexAndLine) {
+  expect_error_at(R"(listen:
+  udp: 127.0.0.1:5353
+dnsAuthority:
+  hostnameAllowlist:
+    - example.com
+    - "*.example.org"
+    - "a.*.example.net"
+    - good.example
+  resolvers:
+    - address: 127.0.0.1:5300
+)",
+                  "dnsAuthority.hostnameAllowlist[2]", 7, "a.*.example.net");
+}
+
+TEST(ConfigErrors, NonStringAllowlistEntry) {
+  expect_error_at(R"(listen: {udp: 127.0.0.1:5353}
+dnsAuthority:
+  hostnameAllowlist:
+    - example.com
+    - {name: x}
+  resolvers: [{address: 127.0.0.1:5300}]
+)",
+                  "dnsAuthority.hostnameAllowlist[1]", 5, "expected a host name, found a map");
+}
+
+TEST(ConfigErrors, AllowlistMustBeAList) {
+  expect_error_at(R"(listen: {udp: 127.0.0.1:5353}
+dnsAuthority:
+  hostnameAllowlist:
+    example.com: true
+  resolvers: [{address: 127.0.0.1:5300}]
+)",
+                  "dnsAuthority.hostnameAllowlist", 3, "found a map");
+  expect_error_at(R"(listen: {udp: 127.0.0.1:5353}
+dnsAuthority:
+  hostnameAllowlist:
+  resolvers: [{address: 127.0.0.1:5300}]
+)",
+                  "dnsAuthority.hostnameAllowlist", 3, "write [] to allow nothing");
+}
+
+TEST(ConfigErrors, UpstreamTimeoutRange) {
+  expect_error_at(std::string(kMinimal) + "upstreamTimeoutMs: 0\n", "upstreamTimeoutMs", 7,
+                  "from 1 to 60000");
+  expect_error_at(std::string(kMinimal) + "upstreamTimeoutMs: 60001\n", "upstreamTimeoutMs", 7,
+                  "from 1 to 60000");
+  expect_error_at(std::string(kMinimal) + "upstreamTimeoutMs: -5\n", "upstreamTimeoutMs", 7,
+                  "found -5");
+}
+
+TEST(ConfigErrors, MaxInflightRange) {
+  expect_error_at(std::string(kMinimal) + "maxInflight: 0\n", "maxInflight", 7, "from 1 to 65535");
+  expect_error_at(std::string(kMinimal) + "maxInflight: 65536\n", "maxInflight", 7,
+                  "from 1 to 65535");
+  expect_error_at(std::string(kMinimal) + "maxInflight: 99999999999999999999999\n", "maxInflight",
+                  7, "from 1 to 65535");
+}
+
+TEST(ConfigErrors, NumbersMustBeIntegers) {
+  for (const char* value : {"1.5", "2e3", "0x10", "ten", "+5", "1_000", "[1]", "{a: 1}", "", "~"}) {
+    const ConfigError error =
+        expect_error(std::string(kMinimal) + "upstreamTimeoutMs: " + value + "\n");
+    EXPECT_EQ(error.field, "upstreamTimeoutMs") << value;
+    EXPECT_EQ(error.line, 7) << value;
+  }
+  expect_error_at(std::string(kMinimal) + "maxInflight: \"100\"\n", "maxInflight", 7,
+                  "quoted string");
+}
+
+TEST(ConfigErrors, DenyRcodeUnknown) {
+  expect_error_at(std::string(kMinimal) + "denyRcode: SERVFAIL\n", "denyRcode", 7,
+                  "valid: REFUSED, NXDOMAIN");
+}
+
+TEST(ConfigErrors, TwoResolvers) {
+  expect_error_at(R"(listen: {udp: 127.0.0.1:5353}
+dnsAuthority:
+  hostnameAllowlist: [example.com]
+  resolvers:
+    - address: 127.0.0.1:5300
+    - address: 127.0.0.1:5301
+)",
+                  "dnsAuthority.resolvers[1]", 6, "only one resolver");
+}
+
+TEST(ConfigErrors, NoResolver) {
+  expect_error_at(R"(listen: {udp: 127.0.0.1:5353}
+dnsAuthority:
+  hostnameAllowlist: [example.com]
+  resolvers: []
+)",
+                  "dnsAuthority.resolvers", 4, "found none");
+  expect_error_at(R"(listen: {udp: 127.0.0.1:5353}
+dnsAuthority:
+  hostnameAllowlist: [example.com]
+)",
+                  "dnsAuthority.resolvers", 2, "required field is missing");
+}
+
+TEST(ConfigErrors, KnownProtocolsOtherThanDo53UdpAreNotSupportedYet) {
+  for (const char* protocol : {"do53-tcp", "dot", "doh", "doq"}) {
+    expect_error_at(std::string(R"(listen: {udp: 127.0.0.1:5353}
+dnsAuthority:
+  hostnameAllowlist: [example.com]
+  resolvers:
+    - address: 127.0.0.1:853
+      protocol: )") + protocol +
+                        "\n",
+                    "dnsAuthority.resolvers[0].protocol", 6, "not supported yet");
+  }
+}
+
+TEST(ConfigErrors, UnknownProtocolListsTheValidOnes) {
+  expect_error_at(R"(listen: {udp: 127.0.0.1:5353}
+dnsAuthority:
+  hostnameAllowlist: [example.com]
+  resolvers:
+    - {protocol: udp, address: 127.0.0.1:5300}
+)",
+                  "dnsAuthority.resolvers[0].protocol", 5, "do53-udp, do53-tcp, dot, doh, doq");
+}
+
+TEST(ConfigErrors, ResolverWithoutAddress) {
+  expect_error_at(R"(listen: {udp: 127.0.0.1:5353}
+dnsAuthority:
+  hostnameAllowlist: [example.com]
+  resolvers:
+    - protocol: do53-udp
+)",
+                  "dnsAuthority.resolvers[0].address", 5, "required field is missing");
+}
+
+TEST(ConfigErrors, ListenTcpIsNotSupportedYet) {
+  expect_error_at(R"(listen:
+  udp: 127.0.0.1:5353
+  tcp: 127.0.0.1:5353
+dnsAuthority:
+  hostnameAllowlist: [example.com]
+  resolvers: [{address: 127.0.0.1:5300}]
+)",
+                  "listen.tcp", 3, "not supported yet");
+}
+
+TEST(ConfigErrors, TcpBlockIsNotSupportedYet) {
+  expect_error_at(std::string(kMinimal) + "tcp:\n  maxConnections: 512\n", "tcp", 7,
+                  "not supported yet");
+}
+
+TEST(ConfigErrors, MissingListen) {
+  expect_error_at(R"(dnsAuthority:
+  hostnameAllowlist: [example.com]
+  resolvers: [{address: 127.0.0.1:5300}]
+)",
+                  "listen", 1, "required field is missing");
+}
+
+TEST(ConfigErrors, MissingListenUdp) {
+  expect_error_at(R"(cell: x
+listen: {}
+dnsAuthority:
+  hostnameAllowlist: [example.com]
+  resolvers: [{address: 127.0.0.1:5300}]
+)",
+                  "listen.udp", 2, "required field is missing");
+}
+
+TEST(ConfigErrors, MissingDnsAuthorityAndAllowlist) {
+  expect_error_at("listen: {udp: 127.0.0.1:5353}\n", "dnsAuthority", 1,
+                  "required field is missing");
+  expect_error_at(R"(listen: {udp: 127.0.0.1:5353}
+dnsAuthority:
+  resolvers: [{address: 127.0.0.1:5300}]
+)",
+                  "dnsAuthority.hostnameAllowlist", 2, "required field is missing");
+}
+
+TEST(ConfigErrors, BadEndpoints) {
+  expect_error_at(R"(listen:
+  udp: localhost:5353
+dnsAuthority:
+  hostnameAllowlist: [example.com]
+  resolvers: [{address: 127.0.0.1:5300}]
+)",
+                  "listen.udp", 2, "host names are not accepted");
+  expect_error_at(R"(listen: {udp: 127.0.0.1:5353}
+dnsAuthority:
+  hostnameAllowlist: [example.com]
+  resolvers:
+    - address: 127.0.0.1
+)",
+                  "dnsAuthority.resolvers[0].address", 5, "not an address and port");
+}
+
+TEST(ConfigErrors, UpstreamEqualToListenerWouldLoop) {
+  expect_error_at(R"(listen: {udp: 127.0.0.1:5353}
+dnsAuthority:
+  hostnameAllowlist: [example.com]
+  resolvers:
+    - protocol: do53-udp
+      address: 127.0.0.1:5353
+)",
+                  "dnsAuthority.resolvers[0].address", 6, "loop");
+}
+
+TEST(ConfigErrors, SinkFileWithoutPath) {
+  expect_error_at(std::string(kMinimal) + "events:\n  sink: file\n", "events.path", 7,
+                  "required when sink is file");
+}
+
+TEST(ConfigErrors, PathWithSinkStdout) {
+  expect_error_at(std::string(kMinimal) + "events:\n  path: /tmp/e.jsonl\n", "events.path", 8,
+                  "only with sink: file");
+}
+
+TEST(ConfigErrors, UnknownSink) {
+  expect_error_at(std::string(kMinimal) + "events:\n  sink: syslog\n", "events.sink", 8,
+                  "valid sinks: stdout, file");
+}
+
+TEST(ConfigErrors, BadCell) {
+  expect_error_at(std::string(kMinimal) + "cell: my cell\n", "cell", 7, "may contain only");
+  expect_error_at(std::string(kMinimal) + "cell: \"a/b\"\n", "cell", 7, "may contain only");
+  expect_error_at(std::string(kMinimal) + "cell: \"\"\n", "cell", 7, "1 to 128");
+  expect_error_at(std::string(kMinimal) + "cell: " + std::string(129, 'a') + "\n", "cell", 7,
+                  "1 to 128");
+  EXPECT_EQ(expect_valid(std::string(kMinimal) + "cell: " + std::string(128, 'a') + "\n").cell,
+            std::string(128, 'a'));
+}
+
+TEST(ConfigErrors, WrongTypeForAMap) {
+  expect_error_at(std::string(kMinimal) + "events: stdout\n", "events", 7,
+                  "expected a map of fields, found a single value");
+  expect_error_at(R"(listen:
+  - 127.0.0.1:5353
+dnsAuthority:
+  hostnameAllowlist: [example.com]
+  resolvers: [{address: 127.0.0.1:5300}]
+)",
+                  "listen", 1, "found a list");
+}
+
+TEST(ConfigErrors, YamlSyntaxErrorReportsItsLine) {
+  const ConfigError error = expect_error("listen:\n  udp: 127.0.0.1:5353\ndnsAuthority: [a,\n");
+  EXPECT_EQ(error.field, "");
+  EXPECT_GT(error.line, 2);
+  EXPECT_NE(error.message.find("YAML syntax error"), std::string::npos) << error.message;
+
+  const ConfigError tab = expect_error("listen:\n  udp: 127.0.0.1:5353\n\tcell: x\n");
+  EXPECT_EQ(tab.line, 3) << tab.message;
+}
+
+TEST(ConfigErrors, UnquotedWildcardGetsAHint) {
+  expect_error_at(R"(listen: {udp: 127.0.0.1:5353}
+dnsAuthority:
+  hostnameAllowlist:
+    - example.com
+    - *.example.org
+  resolvers: [{address: 127.0.0.1:5300}]
+)",
+                  "", 5, "quote wildcard entries");
+}
+
+TEST(ConfigErrors, EmptyOrNonMapDocument) {
+  EXPECT_NE(expect_error("").message.find("empty"), std::string::npos);
+  EXPECT_NE(expect_error("# only a comment\n").message.find("empty"), std::string::npos);
+  expect_error_at("- a\n- b\n", "", 1, "top level must be a map");
+}
+
+TEST(ConfigErrors, SecondDocumentIsRejected) {
+  expect_error_at(std::string(kMinimal) + "---\ncell: other\n", "", 8, "second YAML document");
+}
+
+TEST(ConfigError, DescribeFormats) {
+  EXPECT_EQ((ConfigError{"dnsAuthority.hostnameAllowlist[2]", 7, "bad"}).describe("c.yaml"),
+            "c.yaml:7: dnsAuthority.hostnameAllowlist[2]: bad");
+  EXPECT_EQ((ConfigError{"", 3, "YAML syntax error: x"}).describe("c.yaml"),
+            "c.yaml:3: YAML syntax error: x");
+  EXPECT_EQ(
+      (ConfigError{"", 0, "cannot read c.yaml: No such file or directory"}).describe("c.yaml"),
+      "c.yaml: cannot read c.yaml: No such file or directory");
+}
+
+TEST(ConfigFile, LoadsAFile) {
+  char path[] = "/tmp/dnsgate-config-test-XXXXXX";
+  const int fd = mkstemp(path);
+  ASSERT_GE(fd, 0);
+  const std::string text = kDesignExample;
+  ASSERT_EQ(write(fd, text.data(), text.size()), static_cast<ssize_t>(text.size()));
+  close(fd);
+  auto result = load_config_file(path);
+  unlink(path);
+  ASSERT_TRUE(std::holds_alternative<DnsProxyConfig>(result))
+      << std::get<ConfigError>(result).describe(path);
+  EXPECT_EQ(std::get<DnsProxyConfig>(result).cell, "demo");
+}
+
+TEST(ConfigFile, UnreadableFileSaysWhy) {
+  const auto result = load_config_file("/nonexistent/dnsgate.yaml");
+  ASSERT_TRUE(std::holds_alternative<ConfigError>(result));
+  const ConfigError& error = std::get<ConfigError>(result);
+  EXPECT_EQ(error.line, 0);
+  EXPECT_EQ(error.field, "");
+  EXPECT_NE(error.message.find("cannot read /nonexistent/dnsgate.yaml"), std::string::npos);
+  EXPECT_NE(error.message.find("No such file or directory"), std::string::npos);
+
+  const auto directory = load_config_file("/tmp");
+  ASSERT_TRUE(std::holds_alternative<ConfigError>(directory));
+  EXPECT_NE(std::get<ConfigError>(directory).message.find("cannot read"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace dnsgate
