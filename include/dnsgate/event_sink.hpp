@@ -38,9 +38,11 @@ class CloudEventSink final : public DnsQueryEmitter {
   // Writes everything queued, flushes, stops the writer. Idempotent.
   void close();
 
-  std::uint64_t written() const noexcept;
-  std::uint64_t dropped() const noexcept;
-  std::uint64_t write_errors() const noexcept;
+  // Every accepted event ends in exactly one of written() or write_errors(),
+  // once close() has returned; every refused one is in dropped().
+  std::uint64_t written() const noexcept;       // events whose line reached the output whole
+  std::uint64_t dropped() const noexcept;       // emit() returned false: queue full or closed
+  std::uint64_t write_errors() const noexcept;  // events lost to a failed write (EPIPE, ENOSPC...)
 
   struct State;  // defined in src/events/event_sink.cpp
 

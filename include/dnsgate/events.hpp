@@ -79,6 +79,9 @@ inline constexpr std::string_view kEventType = "dev.dnsgate.dns_query";
 // `event_id` must be unique per event (the sinks use a random UUID v4).
 std::string format_cloud_event(const QueryRecord& record, std::string_view cell,
                                std::string_view event_id);
+// The same line appended to `out`, so a writer can batch lines in one buffer.
+void append_cloud_event(std::string& out, const QueryRecord& record, std::string_view cell,
+                        std::string_view event_id);
 
 // A random RFC 4122 version 4 UUID, lower-case hex.
 std::string random_uuid_v4();
