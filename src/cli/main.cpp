@@ -149,7 +149,7 @@ int run_command(const std::string& config_path) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
+int dnsgate_main(int argc, char** argv) {
   CLI::App app{"dnsgate: a DNS proxy that forwards only allowlisted names", "dnsgate"};
   app.set_version_flag("--version", std::string("dnsgate ") + DNSGATE_VERSION);
   app.require_subcommand(1);
@@ -191,4 +191,14 @@ int main(int argc, char** argv) {
     return kExitRuntimeFailure;
   }
   return kExitBadUsage;
+}
+
+int main(int argc, char** argv) {
+  // Building the command-line parser allocates; nothing may escape main.
+  try {
+    return dnsgate_main(argc, argv);
+  } catch (...) {
+    std::fprintf(stderr, "dnsgate: unexpected error\n");
+    return kExitRuntimeFailure;
+  }
 }

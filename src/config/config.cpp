@@ -23,7 +23,8 @@ namespace {
 
 // A config file larger than this is a mistake (a log file, /dev/zero), not
 // an allowlist: refuse it rather than read without end.
-constexpr std::size_t kMaxConfigOctets = 64 * 1024 * 1024;
+constexpr std::size_t kMaxConfigMiB = 64;
+constexpr std::size_t kMaxConfigOctets = kMaxConfigMiB << 20;
 
 constexpr std::size_t kMaxCellLength = 128;
 constexpr std::int64_t kMinUpstreamTimeoutMs = 1;
@@ -514,8 +515,7 @@ ConfigResult load_config_file(const std::string& path) {
     if (text.size() + static_cast<std::size_t>(count) > kMaxConfigOctets) {
       ::close(fd);
       return ConfigError{"", 0,
-                         fmt::format("cannot read {}: larger than {} MiB", path,
-                                     kMaxConfigOctets / (1024 * 1024))};
+                         fmt::format("cannot read {}: larger than {} MiB", path, kMaxConfigMiB)};
     }
     text.append(buffer, static_cast<std::size_t>(count));
   }
