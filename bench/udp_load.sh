@@ -136,6 +136,7 @@ echo "stats:        $stats"
 echo "events:       $events for $sent queries sent (the forward count below includes $probe_events probe)"
 echo "actions:      forward $forwarded, refuse $refused"
 echo "RSS (KiB):    start $rss_start, end $rss_end, max $rss_max"
+echo "RSS samples:  $(awk '{ printf "%s ", $2 }' "$work/rss.log")(every 5 s)"
 
 status=0
 [ "$lost" = "0" ] || { echo "FAIL: $lost queries lost"; status=1; }
