@@ -29,6 +29,14 @@ struct EventsConfig {
   std::string path;  // for EventSinkKind::file
 };
 
+// Limits of the TCP listener (DESIGN.md §3 `tcp:`), each with its default.
+struct TcpLimits {
+  std::size_t max_connections = 512;              // past it, new connections are closed at once
+  std::size_t max_inflight_per_connection = 100;  // past it, the connection is not read
+  std::chrono::milliseconds idle_timeout{10000};  // nothing in flight, no frame begun
+  std::chrono::milliseconds frame_timeout{5000};  // a begun frame must end within this
+};
+
 // Limits the config accepts; documented in docs/configuration.md.
 inline constexpr std::size_t kMaxInflightLimit = 65535;  // one 16-bit id space per upstream socket
 inline constexpr std::chrono::milliseconds kMaxUpstreamTimeout{60000};
@@ -37,6 +45,7 @@ inline constexpr std::chrono::milliseconds kMaxUpstreamTimeout{60000};
 struct DnsProxyConfig {
   std::string cell = "default";
   std::optional<Endpoint> listen_udp;
+  std::optional<Endpoint> listen_tcp;
   std::vector<std::string> hostname_allowlist;  // the entries as written
   Allowlist allowlist;                          // compiled from hostname_allowlist
   std::vector<ResolverConfig> resolvers;        // exactly one in this version
@@ -44,6 +53,7 @@ struct DnsProxyConfig {
   std::size_t max_inflight = 10000;
   Rcode deny_rcode = Rcode::refused;  // refused or nxdomain
   EventsConfig events;
+  TcpLimits tcp;
 };
 
 // What is wrong with a config file: the field's path as written in the file

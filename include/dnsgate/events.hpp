@@ -24,6 +24,7 @@ enum class ReasonCode : std::uint8_t {
   upstream_error,      // SERVFAIL + EDE 23
   overloaded,          // in-flight table full, SERVFAIL
   shutdown,            // still in flight when the proxy stopped, nothing sent
+  client_gone,         // the workload's TCP connection closed before its answer
 };
 
 enum class Transport : std::uint8_t { udp, tcp };

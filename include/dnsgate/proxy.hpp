@@ -12,23 +12,43 @@ namespace dnsgate {
 
 // Cumulative counters for one run, returned when the loop ends.
 struct DnsProxyStats {
-  std::uint64_t received = 0;              // every datagram, malformed included
-  std::uint64_t forwarded = 0;             // queries sent to the upstream
-  std::uint64_t relayed = 0;               // upstream answers relayed to a workload
-  std::uint64_t refused = 0;               // denied by the allowlist
-  std::uint64_t notimp = 0;                // opcode other than QUERY
-  std::uint64_t malformed = 0;             // rejected by the parser, dropped
-  std::uint64_t servfail_timeout = 0;      // upstream silent past the timeout
-  std::uint64_t servfail_error = 0;        // upstream unreachable
-  std::uint64_t overloaded = 0;            // in-flight table full
-  std::uint64_t unsolicited_upstream = 0;  // upstream packets discarded
-  std::uint64_t events_dropped = 0;        // events the emitter did not accept
-  std::uint64_t dropped_at_shutdown = 0;   // still in flight when the loop stopped
-  std::uint64_t send_failed = 0;           // answers the kernel would not send to a workload
+  std::uint64_t received = 0;               // every datagram, malformed included
+  std::uint64_t forwarded = 0;              // queries sent to the upstream
+  std::uint64_t relayed = 0;                // upstream answers relayed to a workload
+  std::uint64_t refused = 0;                // denied by the allowlist
+  std::uint64_t notimp = 0;                 // opcode other than QUERY
+  std::uint64_t malformed = 0;              // rejected by the parser, dropped
+  std::uint64_t servfail_timeout = 0;       // upstream silent past the timeout
+  std::uint64_t servfail_error = 0;         // upstream unreachable
+  std::uint64_t overloaded = 0;             // in-flight table full
+  std::uint64_t unsolicited_upstream = 0;   // upstream packets discarded
+  std::uint64_t events_dropped = 0;         // events the emitter did not accept
+  std::uint64_t dropped_at_shutdown = 0;    // still in flight when the loop stopped
+  std::uint64_t send_failed = 0;            // answers the kernel would not send to a workload
+  std::uint64_t client_gone = 0;            // answers for a TCP connection already closed
+  std::uint64_t tcp_accepted = 0;           // TCP connections taken on
+  std::uint64_t tcp_rejected = 0;           // closed at once: maxConnections reached
+  std::uint64_t tcp_frames_abandoned = 0;   // frames begun but never finished
+  std::uint64_t tcp_idle_closed = 0;        // connections closed after idleTimeoutMs
+  std::uint64_t upstream_tcp_connects = 0;  // connections opened to the resolver
 
   // One JSON object with camelCase keys, no newline.
   std::string to_json() const;
 };
+
+// The sockets a proxy loop serves; -1 where there is none. All are bound by
+// the caller and stay the caller's to close.
+struct ProxySockets {
+  int udp_listener = -1;
+  int tcp_listener = -1;  // listening already
+  int udp_upstream = -1;  // opened by the loop when a UDP listener needs one
+};
+
+// Runs UDP and TCP listeners in one loop on the calling thread until
+// `shutdown` is set; the same rules, the same events. Queries from TCP
+// clients go upstream over TCP; with a do53-tcp resolver, all of them do.
+DnsProxyStats run_proxy(const DnsProxyConfig& config, const ProxySockets& sockets,
+                        DnsQueryEmitter& emitter, const std::atomic<bool>& shutdown);
 
 // Runs the UDP proxy on the calling thread over sockets the caller already
 // bound (possibly inside another network namespace): `listener_fd` receives
@@ -38,5 +58,10 @@ struct DnsProxyStats {
 // to be answered.
 DnsProxyStats run_one_shot(const DnsProxyConfig& config, int listener_fd, int upstream_fd,
                            DnsQueryEmitter& emitter, const std::atomic<bool>& shutdown);
+
+// The TCP/53 variant: `listener_fd` is a listening TCP socket the caller
+// bound; upstream connections are opened by the loop.
+DnsProxyStats run_tcp_one_shot(const DnsProxyConfig& config, int listener_fd,
+                               DnsQueryEmitter& emitter, const std::atomic<bool>& shutdown);
 
 }  // namespace dnsgate

@@ -29,6 +29,10 @@ class UniqueFd {
 // the result is invalid and `error` says why.
 UniqueFd bind_udp_listener(const Endpoint& where, std::string& error);
 
+// A TCP socket bound to `where` and listening (the workload-facing TCP/53
+// listener).
+UniqueFd bind_tcp_listener(const Endpoint& where, std::string& error);
+
 // A UDP socket for talking to `upstream`: same family, bound to an ephemeral
 // port chosen by the kernel.
 UniqueFd open_upstream_udp(const Endpoint& upstream, std::string& error);

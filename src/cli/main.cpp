@@ -100,15 +100,30 @@ int run_command(const std::string& config_path) {
   }
 
   const dnsgate::Endpoint& upstream_address = config.resolvers.front().address;
-  dnsgate::UniqueFd listener = dnsgate::bind_udp_listener(*config.listen_udp, error);
-  if (!listener.valid()) {
-    spdlog::error("cannot open the UDP listener: {}", error);
-    return kExitRuntimeFailure;
+  dnsgate::UniqueFd udp_listener;
+  dnsgate::UniqueFd udp_upstream;
+  dnsgate::UniqueFd tcp_listener;
+  if (config.listen_udp) {
+    udp_listener = dnsgate::bind_udp_listener(*config.listen_udp, error);
+    if (!udp_listener.valid()) {
+      spdlog::error("cannot open the UDP listener: {}", error);
+      return kExitRuntimeFailure;
+    }
+    if (config.resolvers.front().protocol == dnsgate::UpstreamProtocol::do53_udp) {
+      udp_upstream = dnsgate::open_upstream_udp(upstream_address, error);
+      if (!udp_upstream.valid()) {
+        spdlog::error("cannot open a socket to upstream {}: {}", upstream_address.to_string(),
+                      error);
+        return kExitRuntimeFailure;
+      }
+    }
   }
-  dnsgate::UniqueFd upstream = dnsgate::open_upstream_udp(upstream_address, error);
-  if (!upstream.valid()) {
-    spdlog::error("cannot open a socket to upstream {}: {}", upstream_address.to_string(), error);
-    return kExitRuntimeFailure;
+  if (config.listen_tcp) {
+    tcp_listener = dnsgate::bind_tcp_listener(*config.listen_tcp, error);
+    if (!tcp_listener.valid()) {
+      spdlog::error("cannot open the TCP listener: {}", error);
+      return kExitRuntimeFailure;
+    }
   }
 
   dnsgate::EventSinkOptions sink_options;
@@ -121,10 +136,16 @@ int run_command(const std::string& config_path) {
     return kExitRuntimeFailure;
   }
 
+  std::string listening;
+  if (config.listen_udp) listening += "udp " + config.listen_udp->to_string();
+  if (config.listen_tcp) {
+    listening += listening.empty() ? "tcp " : " and tcp ";
+    listening += config.listen_tcp->to_string();
+  }
   spdlog::info(
-      "dnsgate {} cell {}: listening on udp {}, upstream {}, {} allowlist entries, "
+      "dnsgate {} cell {}: listening on {}, upstream {}, {} allowlist entries, "
       "events to {}",
-      DNSGATE_VERSION, config.cell, config.listen_udp->to_string(), upstream_address.to_string(),
+      DNSGATE_VERSION, config.cell, listening, upstream_address.to_string(),
       config.hostname_allowlist.size(),
       config.events.sink == dnsgate::EventSinkKind::file ? config.events.path
                                                          : std::string("stdout"));
@@ -132,8 +153,8 @@ int run_command(const std::string& config_path) {
     spdlog::warn("the allowlist is empty: every query will be refused");
   }
 
-  const dnsgate::DnsProxyStats stats =
-      dnsgate::run_one_shot(config, listener.get(), upstream.get(), *sink, stop_requested);
+  const dnsgate::DnsProxyStats stats = dnsgate::run_proxy(
+      config, {udp_listener.get(), tcp_listener.get(), udp_upstream.get()}, *sink, stop_requested);
   sink->close();
   if (sink->write_errors() > 0) {
     spdlog::warn("{} events could not be written to the sink", sink->write_errors());

@@ -28,6 +28,8 @@ constexpr std::size_t kMaxConfigOctets = kMaxConfigMiB << 20;
 
 constexpr std::size_t kMaxCellLength = 128;
 constexpr std::int64_t kMinUpstreamTimeoutMs = 1;
+constexpr std::int64_t kMaxTcpConnectionsLimit = 65535;
+constexpr std::int64_t kMaxTcpTimeoutMs = 3600000;
 
 // The first error found ends the walk. The walk is deep and every level
 // would otherwise have to test and forward a result; the exception never
@@ -228,13 +230,34 @@ void read_listen(const Field& listen, DnsProxyConfig& config) {
     if (field.key == "udp") {
       config.listen_udp = read_endpoint(field);
     } else {
-      reject(field.path, field.line,
-             "the TCP listener is not supported yet; this version listens on UDP only "
-             "(remove listen.tcp)");
+      config.listen_tcp = read_endpoint(field);
     }
   }
-  if (!config.listen_udp)
-    reject(child_path(listen.path, "udp"), listen.line, "required field is missing");
+  if (!config.listen_udp && !config.listen_tcp) {
+    reject(listen.path, listen.line, "needs udp, tcp or both");
+  }
+}
+
+// The `tcp:` block: each limit optional, defaults in TcpLimits.
+void read_tcp_limits(const Field& tcp, DnsProxyConfig& config) {
+  const auto fields =
+      read_map(tcp.value, tcp.path, tcp.line,
+               {"maxConnections", "maxInflightPerConnection", "idleTimeoutMs", "frameTimeoutMs"});
+  for (const Field& field : fields) {
+    if (field.key == "maxConnections") {
+      config.tcp.max_connections = static_cast<std::size_t>(
+          read_integer(field.value, field.path, field.line, 1, kMaxTcpConnectionsLimit));
+    } else if (field.key == "maxInflightPerConnection") {
+      config.tcp.max_inflight_per_connection =
+          static_cast<std::size_t>(read_integer(field.value, field.path, field.line, 1, 65535));
+    } else if (field.key == "idleTimeoutMs") {
+      config.tcp.idle_timeout = std::chrono::milliseconds(
+          read_integer(field.value, field.path, field.line, 1, kMaxTcpTimeoutMs));
+    } else {
+      config.tcp.frame_timeout = std::chrono::milliseconds(
+          read_integer(field.value, field.path, field.line, 1, kMaxTcpTimeoutMs));
+    }
+  }
 }
 
 void read_allowlist(const Field& field, DnsProxyConfig& config) {
@@ -273,7 +296,7 @@ struct ProtocolName {
 
 constexpr std::array<ProtocolName, 5> kProtocols{{
     {"do53-udp", UpstreamProtocol::do53_udp, true},
-    {"do53-tcp", UpstreamProtocol::do53_tcp, false},
+    {"do53-tcp", UpstreamProtocol::do53_tcp, true},
     {"dot", UpstreamProtocol::dot, false},
     {"doh", UpstreamProtocol::doh, false},
     {"doq", UpstreamProtocol::doq, false},
@@ -293,7 +316,7 @@ UpstreamProtocol read_protocol(const Field& field) {
     if (!known.supported) {
       reject(field.path, field.line,
              fmt::format("protocol \"{}\" is not supported yet; this version forwards over "
-                         "do53-udp only",
+                         "do53-udp and do53-tcp only",
                          text));
     }
     return known.protocol;
@@ -421,8 +444,7 @@ DnsProxyConfig read_config(const YAML::Node& root) {
     } else if (field.key == "denyRcode") {
       config.deny_rcode = read_deny_rcode(field);
     } else if (field.key == "tcp") {
-      reject(field.path, field.line,
-             "the TCP listener and its limits are not supported yet (remove the tcp block)");
+      read_tcp_limits(field, config);
     } else {
       read_events(field, config);
     }
@@ -433,10 +455,13 @@ DnsProxyConfig read_config(const YAML::Node& root) {
   }
   // Forwarding to our own listener would bounce every allowed query back
   // into the proxy until it times out.
-  if (config.resolvers.front().address == *config.listen_udp) {
-    reject("dnsAuthority.resolvers[0].address", address_line,
-           fmt::format("{} is the proxy's own listener (listen.udp): queries would loop",
-                       config.listen_udp->to_string()));
+  for (const auto& [name, listener] :
+       {std::pair{"listen.udp", config.listen_udp}, std::pair{"listen.tcp", config.listen_tcp}}) {
+    if (listener && config.resolvers.front().address == *listener) {
+      reject("dnsAuthority.resolvers[0].address", address_line,
+             fmt::format("{} is the proxy's own listener ({}): queries would loop",
+                         listener->to_string(), name));
+    }
   }
   return config;
 }
@@ -532,7 +557,14 @@ std::string summarize(const DnsProxyConfig& config) {
                             config.hostname_allowlist.size(), config.allowlist.literal_count(),
                             config.allowlist.wildcard_count());
   }
-  const std::string listen = config.listen_udp ? config.listen_udp->to_string() : "none";
+  std::string listen;
+  if (config.listen_udp) listen += "udp " + config.listen_udp->to_string();
+  if (config.listen_tcp) {
+    listen += listen.empty() ? "" : " and ";
+    listen += fmt::format("tcp {} (maxConnections {}, maxInflightPerConnection {})",
+                          config.listen_tcp->to_string(), config.tcp.max_connections,
+                          config.tcp.max_inflight_per_connection);
+  }
   std::string upstream = "none";
   if (!config.resolvers.empty()) {
     upstream = fmt::format("{} {}", protocol_name(config.resolvers.front().protocol),
@@ -542,7 +574,7 @@ std::string summarize(const DnsProxyConfig& config) {
                                  ? fmt::format("file {}", config.events.path)
                                  : std::string("stdout");
   return fmt::format(
-      "config ok: cell {}, listen udp {}, upstream {}, {}, upstreamTimeoutMs {}, maxInflight {}, "
+      "config ok: cell {}, listen {}, upstream {}, {}, upstreamTimeoutMs {}, maxInflight {}, "
       "denyRcode {}, events {}",
       config.cell, listen, upstream, allowlist, config.upstream_timeout.count(),
       config.max_inflight, rcode_name(config.deny_rcode), events);

@@ -45,6 +45,8 @@ std::string_view to_string(ReasonCode reason) noexcept {
       return "overloaded";
     case ReasonCode::shutdown:
       return "shutdown";
+    case ReasonCode::client_gone:
+      return "client_gone";
   }
   return "unknown";
 }

@@ -12,6 +12,7 @@
 #include <span>
 #include <vector>
 
+#include "dnsgate/events.hpp"
 #include "dnsgate/parser.hpp"
 #include "dnsgate/response.hpp"
 
@@ -30,6 +31,14 @@ using WallTime = std::chrono::system_clock::time_point;
 // Everything needed to relay the answer, synthesize a SERVFAIL, or write the
 // event, without keeping the query packet.
 struct InflightQuery {
+  Transport client_transport = Transport::udp;
+  std::uint32_t connection = 0;             // the TCP client's connection slot
+  std::uint32_t connection_generation = 0;  // tells a reused slot from the original
+  bool via_tcp_upstream = false;
+  std::uint32_t upstream_generation = 0;  // the upstream TCP connection it was sent on
+  std::uint8_t upstream_attempts = 0;
+  std::uint16_t udp_answer_limit = 512;  // the largest answer a UDP client can take
+  std::vector<std::uint8_t> tcp_query;   // kept to resend on a new upstream connection
   std::uint16_t client_id = 0;
   std::uint16_t upstream_id = 0;
   std::uint16_t query_flags = 0;
@@ -62,6 +71,18 @@ class InflightTable {
   InflightQuery* find(std::uint16_t upstream_id) noexcept;
   void erase(InflightQuery& query) noexcept;
   InflightQuery* oldest() noexcept;
+
+  // Calls `visit` for every query in flight, oldest first; `visit` may erase
+  // the query it is given.
+  template <class Visit>
+  void for_each(Visit&& visit) {
+    std::uint32_t index = head_;
+    while (index != kNoSlot) {
+      const std::uint32_t after = next_[index];
+      visit(slots_[index]);
+      index = after;
+    }
+  }
 
   std::size_t size() const noexcept { return size_; }
   std::size_t capacity() const noexcept { return slots_.size(); }

@@ -32,6 +32,7 @@ namespace {
 // Bursts from a busy workload must not overflow the kernel's queue while
 // the loop is busy elsewhere. Best effort: a smaller buffer still works.
 constexpr int kSocketBufferOctets = 4 * 1024 * 1024;
+constexpr int kListenBacklog = 1024;
 
 void enlarge_buffers(int fd) {
   for (const int option : {SO_RCVBUF, SO_SNDBUF}) {
@@ -63,6 +64,28 @@ UniqueFd bind_udp_listener(const Endpoint& where, std::string& error) {
   sockaddr_storage address{};
   const socklen_t length = where.to_sockaddr(address);
   return bound_udp(where.family(), address, length, where.to_string(), error);
+}
+
+UniqueFd bind_tcp_listener(const Endpoint& where, std::string& error) {
+  UniqueFd fd(socket(where.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  if (!fd.valid()) {
+    error = std::string("socket: ") + std::strerror(errno);
+    return {};
+  }
+  // A restarted proxy must not wait out TIME_WAIT of its previous run.
+  const int on = 1;
+  setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
+  sockaddr_storage address{};
+  const socklen_t length = where.to_sockaddr(address);
+  if (bind(fd.get(), reinterpret_cast<const sockaddr*>(&address), length) != 0) {
+    error = "bind tcp " + where.to_string() + ": " + std::strerror(errno);
+    return {};
+  }
+  if (listen(fd.get(), kListenBacklog) != 0) {
+    error = "listen tcp " + where.to_string() + ": " + std::strerror(errno);
+    return {};
+  }
+  return fd;
 }
 
 UniqueFd open_upstream_udp(const Endpoint& upstream, std::string& error) {

@@ -20,6 +20,12 @@ std::string DnsProxyStats::to_json() const {
       {"eventsDropped", events_dropped},
       {"droppedAtShutdown", dropped_at_shutdown},
       {"sendFailed", send_failed},
+      {"clientGone", client_gone},
+      {"tcpAccepted", tcp_accepted},
+      {"tcpRejected", tcp_rejected},
+      {"tcpFramesAbandoned", tcp_frames_abandoned},
+      {"tcpIdleClosed", tcp_idle_closed},
+      {"upstreamTcpConnects", upstream_tcp_connects},
   };
   std::string json = "{";
   for (const auto& [key, value] : counters) {

@@ -178,18 +178,18 @@ dnsAuthority:
     - protocol: do53-udp
       address: 127.0.0.1:5300
 """, "dnsAuthority.hostnameAllowlist[1]"),
-    "listen_tcp": ("""
+    "listen_tcp_not_an_address": ("""
 cell: t
 listen:
   udp: 127.0.0.1:PORT
->>  tcp: 127.0.0.1:PORT
+>>  tcp: localhost:53
 dnsAuthority:
   hostnameAllowlist: [example.com]
   resolvers:
     - protocol: do53-udp
       address: 127.0.0.1:5300
 """, "listen.tcp"),
-    "tcp_section": ("""
+    "tcp_limit_out_of_range": ("""
 cell: t
 listen:
   udp: 127.0.0.1:PORT
@@ -198,9 +198,9 @@ dnsAuthority:
   resolvers:
     - protocol: do53-udp
       address: 127.0.0.1:5300
->>tcp:
-  maxConnections: 10
-""", "tcp"),
+tcp:
+>>  maxConnections: 0
+""", "tcp.maxConnections"),
     "protocol_dot": ("""
 cell: t
 listen:

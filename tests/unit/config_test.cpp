@@ -301,8 +301,8 @@ dnsAuthority:
                   "dnsAuthority.resolvers", 2, "required field is missing");
 }
 
-TEST(ConfigErrors, KnownProtocolsOtherThanDo53UdpAreNotSupportedYet) {
-  for (const char* protocol : {"do53-tcp", "dot", "doh", "doq"}) {
+TEST(ConfigErrors, EncryptedProtocolsAreNotSupportedYet) {
+  for (const char* protocol : {"dot", "doh", "doq"}) {
     expect_error_at(std::string(R"(listen: {udp: 127.0.0.1:5353}
 dnsAuthority:
   hostnameAllowlist: [example.com]
@@ -312,6 +312,17 @@ dnsAuthority:
                         "\n",
                     "dnsAuthority.resolvers[0].protocol", 6, "not supported yet");
   }
+}
+
+TEST(ConfigParse, Do53TcpResolverIsAccepted) {
+  const DnsProxyConfig config = expect_valid(R"(listen: {udp: 127.0.0.1:5353}
+dnsAuthority:
+  hostnameAllowlist: [example.com]
+  resolvers:
+    - {protocol: do53-tcp, address: 127.0.0.1:5300}
+)");
+  ASSERT_EQ(config.resolvers.size(), 1U);
+  EXPECT_EQ(config.resolvers[0].protocol, UpstreamProtocol::do53_tcp);
 }
 
 TEST(ConfigErrors, UnknownProtocolListsTheValidOnes) {
@@ -334,20 +345,67 @@ dnsAuthority:
                   "dnsAuthority.resolvers[0].address", 5, "required field is missing");
 }
 
-TEST(ConfigErrors, ListenTcpIsNotSupportedYet) {
-  expect_error_at(R"(listen:
+TEST(ConfigParse, ListenTcpAndTcpLimits) {
+  const DnsProxyConfig config = expect_valid(R"(listen:
   udp: 127.0.0.1:5353
   tcp: 127.0.0.1:5353
 dnsAuthority:
   hostnameAllowlist: [example.com]
   resolvers: [{address: 127.0.0.1:5300}]
-)",
-                  "listen.tcp", 3, "not supported yet");
+tcp:
+  maxConnections: 3
+  maxInflightPerConnection: 2
+  idleTimeoutMs: 1500
+  frameTimeoutMs: 700
+)");
+  ASSERT_TRUE(config.listen_tcp.has_value());
+  EXPECT_EQ(config.listen_tcp->to_string(), "127.0.0.1:5353");
+  EXPECT_EQ(config.tcp.max_connections, 3U);
+  EXPECT_EQ(config.tcp.max_inflight_per_connection, 2U);
+  EXPECT_EQ(config.tcp.idle_timeout, std::chrono::milliseconds(1500));
+  EXPECT_EQ(config.tcp.frame_timeout, std::chrono::milliseconds(700));
 }
 
-TEST(ConfigErrors, TcpBlockIsNotSupportedYet) {
-  expect_error_at(std::string(kMinimal) + "tcp:\n  maxConnections: 512\n", "tcp", 7,
-                  "not supported yet");
+TEST(ConfigParse, TcpLimitsDefault) {
+  const DnsProxyConfig config = expect_valid(kMinimal);
+  EXPECT_FALSE(config.listen_tcp.has_value());
+  EXPECT_EQ(config.tcp.max_connections, 512U);
+  EXPECT_EQ(config.tcp.max_inflight_per_connection, 100U);
+  EXPECT_EQ(config.tcp.idle_timeout, std::chrono::milliseconds(10000));
+  EXPECT_EQ(config.tcp.frame_timeout, std::chrono::milliseconds(5000));
+}
+
+TEST(ConfigParse, TcpListenerAlone) {
+  const DnsProxyConfig config = expect_valid(R"(listen: {tcp: "[::1]:5353"}
+dnsAuthority:
+  hostnameAllowlist: [example.com]
+  resolvers: [{address: 127.0.0.1:5300}]
+)");
+  EXPECT_FALSE(config.listen_udp.has_value());
+  ASSERT_TRUE(config.listen_tcp.has_value());
+  EXPECT_EQ(config.listen_tcp->to_string(), "[::1]:5353");
+}
+
+TEST(ConfigErrors, TcpLimitsOutOfRangeOrUnknown) {
+  expect_error_at(std::string(kMinimal) + "tcp:\n  maxConnections: 0\n", "tcp.maxConnections", 8,
+                  "from 1 to 65535");
+  expect_error_at(std::string(kMinimal) + "tcp:\n  maxInflightPerConnection: 65536\n",
+                  "tcp.maxInflightPerConnection", 8, "from 1 to 65535");
+  expect_error_at(std::string(kMinimal) + "tcp:\n  idleTimeoutMs: 0\n", "tcp.idleTimeoutMs", 8,
+                  "from 1 to 3600000");
+  expect_error_at(std::string(kMinimal) + "tcp:\n  frameTimeoutMs: 3600001\n", "tcp.frameTimeoutMs",
+                  8, "from 1 to 3600000");
+  expect_error_at(std::string(kMinimal) + "tcp:\n  maxConnection: 5\n", "tcp.maxConnection", 8,
+                  "unknown field");
+}
+
+TEST(ConfigErrors, TcpListenerOnTheUpstreamAddressWouldLoop) {
+  expect_error_at(R"(listen: {tcp: 127.0.0.1:5300}
+dnsAuthority:
+  hostnameAllowlist: [example.com]
+  resolvers: [{address: 127.0.0.1:5300}]
+)",
+                  "dnsAuthority.resolvers[0].address", 4, "listen.tcp");
 }
 
 TEST(ConfigErrors, MissingListen) {
@@ -358,14 +416,14 @@ TEST(ConfigErrors, MissingListen) {
                   "listen", 1, "required field is missing");
 }
 
-TEST(ConfigErrors, MissingListenUdp) {
+TEST(ConfigErrors, ListenWithoutAnyListener) {
   expect_error_at(R"(cell: x
 listen: {}
 dnsAuthority:
   hostnameAllowlist: [example.com]
   resolvers: [{address: 127.0.0.1:5300}]
 )",
-                  "listen.udp", 2, "required field is missing");
+                  "listen", 2, "needs udp, tcp or both");
 }
 
 TEST(ConfigErrors, MissingDnsAuthorityAndAllowlist) {
