@@ -6,8 +6,10 @@
 #
 #   bench/udp_load.sh [DNSGATE_BIN] [SECONDS] [QPS]
 #
-# Defaults: build/dnsgate, 60 s, 10000 queries/s. Loopback only; every
-# process started here is stopped by its PID on exit.
+# Defaults: build/dnsgate, 60 s, 10000 queries/s. TRANSPORT=tcp sends the
+# same load over TCP (dnsperf -m tcp, pipelined connections) to dnsgate's
+# TCP listener, which forwards over TCP. Loopback only; every process
+# started here is stopped by its PID on exit.
 set -euo pipefail
 
 bin=$(readlink -f "${1:-build/dnsgate}")
@@ -15,6 +17,12 @@ seconds=${2:-60}
 qps=${3:-10000}
 knot_port=${KNOT_PORT:-25400}
 gate_port=${GATE_PORT:-25453}
+transport=${TRANSPORT:-udp}
+case "$transport" in
+  udp | tcp) ;;
+  *) echo "TRANSPORT must be udp or tcp" >&2; exit 2 ;;
+esac
+kdig_transport=$([ "$transport" = tcp ] && echo +tcp || echo +notcp)
 
 for tool in /usr/sbin/knotd dnsperf "$bin"; do
   command -v "$tool" >/dev/null || { echo "missing: $tool (run 'make build')" >&2; exit 1; }
@@ -73,7 +81,7 @@ knot_pid=$!
 cat >"$work/dnsgate.yaml" <<CONF
 cell: load
 listen:
-  udp: 127.0.0.1:$gate_port
+  $transport: 127.0.0.1:$gate_port
 dnsAuthority:
   hostnameAllowlist:
     - "*.load.test"
@@ -94,7 +102,7 @@ done
 "$bin" run --config "$work/dnsgate.yaml" 2>"$work/dnsgate.err" &
 gate_pid=$!
 for _ in $(seq 50); do
-  kdig @127.0.0.1 -p "$gate_port" +short +time=1 host1.load.test A >/dev/null 2>&1 && break
+  kdig @127.0.0.1 -p "$gate_port" "$kdig_transport" +short +time=1 host1.load.test A >/dev/null 2>&1 && break
   sleep 0.1
 done
 # The two probes above are queries too; count the events they made.
@@ -111,7 +119,7 @@ rss_start=$(rss_kib)
 ) >"$work/rss.log" 2>/dev/null &
 sampler_pid=$!
 
-dnsperf -s 127.0.0.1 -p "$gate_port" -d "$work/queries.txt" -l "$seconds" -Q "$qps" \
+dnsperf -m "$transport" -s 127.0.0.1 -p "$gate_port" -d "$work/queries.txt" -l "$seconds" -Q "$qps" \
   -c 10 -q 500 -t 5 >"$work/dnsperf.out" 2>&1
 rss_end=$(rss_kib)
 rss_max=$(awk '{ if ($2 > m) m = $2 } END { print m }' "$work/rss.log")

@@ -698,6 +698,12 @@ void ProxyLoop::read_frames(TcpClient& client, std::uint32_t index, const Clock&
     }
     client.last_activity = now.steady;
     if (!handle_frames(client, index, now)) return;
+    // Frames left unhandled wait for answers to go out; reading more now
+    // would only buffer more of them.
+    if (client.inflight >= config_.tcp.max_inflight_per_connection ||
+        client.out.size() - client.out_written > kMaxClientBacklog) {
+      break;
+    }
   }
   update_client_interest(client, index);
 }
