@@ -361,13 +361,14 @@ void ProxyLoop::send_upstream(InflightQuery& query, std::span<const std::uint8_t
   query.upstream_attempts = 1;
   if (query.via_tcp_upstream) {
     query.tcp_query.assign(packet.begin(), packet.end());
+    const std::uint32_t previous = tcp_upstream_.generation();
     const int error = tcp_upstream_.send(packet);
     const std::uint32_t generation = tcp_upstream_.generation();
     query.upstream_generation = generation;
     if (error != 0) {
       finish(query, ReasonCode::upstream_error, now);
       // A write that broke the connection strands the queries sent before.
-      if (!tcp_upstream_.open()) tcp_upstream_lost(generation, now);
+      if (!tcp_upstream_.open() && generation == previous) tcp_upstream_lost(generation, now);
       return;
     }
     update_tcp_upstream_interest();
@@ -543,16 +544,20 @@ void ProxyLoop::update_tcp_upstream_interest() {
   tcp_upstream_registered_events_ = events;
 }
 
-// The upstream connection is gone: its queries go again on a new one, once;
-// a query that has already been sent twice fails.
+// The upstream connection is gone: its queries go again on a new one. A
+// connection that answered nothing counts against each of its queries, and
+// a query lost that way twice fails; a resolver that answers some queries
+// and then closes (RFC 7766 6.2.1 allows it) is progressing, so its
+// queries are sent again until their deadline.
 void ProxyLoop::tcp_upstream_lost(std::uint32_t generation, const Clock& now) {
+  const bool progressed = tcp_upstream_.answers_on_connection() > 0;
   table_.for_each([&](InflightQuery& query) {
     if (!query.via_tcp_upstream || query.upstream_generation != generation) return;
-    if (query.upstream_attempts >= kMaxUpstreamAttempts) {
+    if (!progressed && query.upstream_attempts >= kMaxUpstreamAttempts) {
       finish(query, ReasonCode::upstream_error, now);
       return;
     }
-    ++query.upstream_attempts;
+    if (!progressed) ++query.upstream_attempts;
     if (tcp_upstream_.send(query.tcp_query) != 0) {
       finish(query, ReasonCode::upstream_error, now);
       return;

@@ -25,6 +25,7 @@ int Do53TcpUpstream::send(std::span<const std::uint8_t> query) noexcept {
     socket_ = std::move(fd);
     connecting_ = true;
     ++generation_;
+    answers_on_connection_ = 0;
     out_.clear();
     written_ = pending_ = 0;
     reader_ = FrameReader{};
@@ -79,10 +80,12 @@ Do53TcpUpstream::Status Do53TcpUpstream::on_readable(
     case FrameReader::ReadStatus::error:
       // Answers that arrived complete before the close still count.
       while (auto frame = reader_.next_frame()) answers.push_back(*frame);
+      answers_on_connection_ += answers.size();
       close();
       return Status::failed;
   }
   while (auto frame = reader_.next_frame()) answers.push_back(*frame);
+  answers_on_connection_ += answers.size();
   return Status::ok;
 }
 

@@ -48,6 +48,11 @@ class Do53TcpUpstream {
 
   std::uint64_t connects() const noexcept { return connects_; }
 
+  // Answers received on the current (or just lost) connection: a resolver
+  // that answers and then closes is making progress, one that closes
+  // without answering is not.
+  std::uint64_t answers_on_connection() const noexcept { return answers_on_connection_; }
+
  private:
   Status flush() noexcept;
 
@@ -56,6 +61,7 @@ class Do53TcpUpstream {
   bool connecting_ = false;
   std::uint32_t generation_ = 0;
   std::uint64_t connects_ = 0;
+  std::uint64_t answers_on_connection_ = 0;
   FrameReader reader_;
   std::vector<std::uint8_t> out_;
   std::size_t written_ = 0;  // octets of out_ already written

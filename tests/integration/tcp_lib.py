@@ -158,6 +158,16 @@ class UpstreamConn:
             except OSError as e:
                 self.up.errors.append(e)
 
+    def send_raw(self, data: bytes) -> None:
+        """Octets as given (frames split or joined by the behaviour)."""
+        with self.lock:
+            if self.closed or self.up._stopping.is_set():
+                return
+            try:
+                self.sock.sendall(data)
+            except OSError as e:
+                self.up.errors.append(e)
+
     def close(self) -> None:
         """Closes this connection from the upstream side (a FIN to dnsgate)."""
         with self.lock:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import signal
+import socket
 import struct
 import subprocess
 import threading
@@ -21,7 +22,7 @@ import pytest
 
 from dnsgate_testlib import (
     ABSENT, BIG_TXT_STRINGS, Reply, answer_for, assert_synthesized, big_txt_rdata, check_event, ede_codes,
-    event_time, free_port, header, make_query, question_bytes, raw_query, run_cli, wire_id,
+    event_time, free_port, header, make_query, question_bytes, raw_query, run_cli, wire_id, with_id,
 )
 from tcp_lib import (
     ScriptedTcpUpstream, TcpGate, big_answer, frame, tcp_silent,
@@ -328,6 +329,24 @@ def test_malformed_frame_is_dropped_and_closes_the_connection(gate_knot, kind):
     assert stats["tcpFramesAbandoned"] == 0
 
 
+def test_malformed_frame_behind_a_query_in_flight(tcpgate, tcp_upstream):
+    """The connection closes at the malformed frame; the query still in flight
+    on it gets its own event when its answer comes: client_gone."""
+    tcp_upstream.behaviour = lambda up, conn, wire: conn.send_frame(answer_for(wire), delay=0.2)
+    gate = tcpgate(allowlist=ALLOW, upstream=tcp_upstream.address, timeout_ms=1000)
+    wire = make_query("a.example.com.", "A", ident=0x0381).to_wire()
+    with gate.connect() as c:
+        c.send_raw(frame(wire) + frame(b""))
+        assert c.wait_closed(1.0) is not None, "the connection stayed open after a length-0 frame"
+        assert c.buf == b""
+    gate.expect_events(2)
+    evs = gate.events(2)
+    by_reason = {e["data"]["reasonCode"]: e for e in evs}
+    assert set(by_reason) == {"malformed_query", "client_gone"}, evs
+    tcp_event(by_reason["client_gone"], action="drop", rcode=None, qname="a.example.com", transactionId=0x0381)
+    assert by_reason["malformed_query"]["data"]["malformedReason"] == "too_short"
+
+
 def test_notimp_and_refused_over_tcp(tcpgate, tcp_upstream):
     gate = tcpgate(allowlist=ALLOW, upstream=tcp_upstream.address)
     notify = raw_query([b"www", b"example", b"com"], qtype=6, ident=0x0401, flags=4 << 11,
@@ -455,6 +474,32 @@ def test_idle_timeout_timing(tcpgate, knotd):
     assert stats["tcpIdleClosed"] == 2
 
 
+def test_frame_timeout_counts_from_the_frame_and_idle_does_not_cut_a_frame(tcpgate, knotd):
+    """idleTimeoutMs 600, frameTimeoutMs 800: a connection with a frame begun
+    is not closed as idle; the frame deadline runs from the frame's first
+    octet (dnsgate checks these deadlines every 100 ms or so)."""
+    gate = tcpgate(allowlist=ALLOW, upstream=knotd.address, tcp={"idleTimeoutMs": 600, "frameTimeoutMs": 800})
+    late = gate.connect()
+    early = gate.connect()
+    try:
+        t0 = time.monotonic()
+        early.send_raw(b"\x00")
+        time.sleep(0.4)
+        late.send_raw(b"\x00")  # its frame begins 400 ms after the other one
+        assert early.wait_closed(0.3) is None, "a frame begun was cut by the idle timeout"
+        assert early.wait_closed(1.0) is not None
+        t_early = time.monotonic() - t0
+        assert late.wait_closed(1.0) is not None
+        t_late = time.monotonic() - t0
+        assert 0.75 <= t_early <= 1.2, f"frame deadline hit after {t_early * 1000:.0f} ms, expected ~800"
+        assert 1.15 <= t_late <= 1.6, f"second frame deadline hit after {t_late * 1000:.0f} ms, expected ~1200"
+    finally:
+        late.close()
+        early.close()
+    stats = gate.stop()
+    assert stats["tcpFramesAbandoned"] == 2 and stats["tcpIdleClosed"] == 0, stats
+
+
 def test_max_connections(tcpgate, knotd):
     gate = tcpgate(allowlist=ALLOW, upstream=knotd.address, tcp={"maxConnections": 3})
     conns = [gate.connect() for _ in range(3)]
@@ -496,7 +541,8 @@ def test_max_inflight_per_connection_backpressure(tcpgate, tcp_upstream):
         t0 = time.monotonic()
         c.send_raw(b"".join(frame(w) for w in wires))
         gate.expect_events(5)
-        time.sleep(0.25)
+        tcp_upstream.wait_for(2, timeout=0.3)
+        time.sleep(max(0.0, t0 + 0.3 - time.monotonic()))
         assert len(tcp_upstream.queries()) == 2, (
             f"{len(tcp_upstream.queries())} queries reached the upstream with maxInflightPerConnection 2")
         answers = {}
@@ -507,13 +553,15 @@ def test_max_inflight_per_connection_backpressure(tcpgate, tcp_upstream):
                 break
             answers[wire_id(data)] = data
             times[wire_id(data)] = time.monotonic() - t0
-            assert len(tcp_upstream.queries()) <= 2 + len(answers)
         assert len(answers) == 5, f"{len(answers)} of 5 answered (eof={c.eof})"
     for w in wires:
         servfail_frame(Reply(w, answers[wire_id(w)], c.port, wall, 0.0), 22, True)
     got = sorted(times.values())
     assert got[2] >= 0.7, f"the 3rd answer came {got[2] * 1000:.0f} ms after sending: no backpressure"
     assert len(tcp_upstream.wait_for(5)) == 5, "queries past the limit were never forwarded"
+    # the 3rd and 4th left only when the first two timed out (400 ms), the 5th after the next two
+    arrivals = sorted(t - t0 for _, _, t in tcp_upstream.received)
+    assert arrivals[2] >= 0.35 and arrivals[4] >= 0.75, f"upstream arrivals {arrivals}: limit not enforced"
     evs = gate.events(5)
     assert all(e["data"]["reasonCode"] == "upstream_timeout" and e["data"]["transport"] == "tcp" for e in evs)
     stats = gate.stop()
@@ -620,6 +668,32 @@ def test_upstream_closing_after_each_answer(tcpgate, tcp_upstream):
     assert stats["upstreamTcpConnects"] == 5 and stats["relayed"] == 5
 
 
+def test_upstream_closing_after_each_answer_with_pipelined_queries(tcpgate, tcp_upstream):
+    """An upstream that answers one query per connection (RFC 1035 style; RFC
+    7766 §6.2.1 asks clients to cope with it): queries pipelined on the
+    connection it closed are sent again on a new one, within their deadline."""
+    def behaviour(up, conn, wire):
+        conn.send_frame(answer_for(wire))
+        conn.close()
+
+    tcp_upstream.behaviour = behaviour
+    gate = tcpgate(allowlist=ALLOW, upstream=tcp_upstream.address, timeout_ms=2000)
+    with gate.connect() as c:
+        c.send_raw(b"".join(frame(make_query(f"p{i}.example.com.", "A", ident=0x0C40 + i).to_wire())
+                            for i in range(10)))
+        gate.expect_events(10)
+        rcodes = {}
+        for _ in range(10):
+            data = c.recv_frame(timeout=3)
+            assert data is not None, f"{len(rcodes)} of 10 answered"
+            m = dns.message.from_wire(data)
+            rcodes[m.id - 0x0C40] = dns.rcode.to_text(m.rcode())
+    assert rcodes == {i: "NOERROR" for i in range(10)}, (
+        f"pipelined queries lost when the upstream closed after each answer: {rcodes}")
+    assert tcp_upstream.connections == 10
+    gate.events(10)
+
+
 def test_upstream_restart_in_the_middle(tcpgate, tcp_upstream):
     gate = tcpgate(allowlist=ALLOW, upstream=tcp_upstream.address, timeout_ms=1000)
     r = gate.tcp_query("a.example.com.", "A", ident=0x0D01)
@@ -710,11 +784,35 @@ def test_do53_tcp_resolver_answers_udp_clients(tcpgate, tcp_upstream):
     assert stats["upstreamTcpConnects"] == 1 and stats["tcpAccepted"] == 0
 
 
+@pytest.mark.parametrize("edns", [True, False])
+def test_do53_tcp_silent_upstream_gives_udp_client_servfail(tcpgate, tcp_upstream, edns):
+    tcp_upstream.behaviour = tcp_silent
+    gate = tcpgate(allowlist=ALLOW, upstream=tcp_upstream.address, listen_tcp=False, protocol="do53-tcp",
+                   timeout_ms=300)
+    r = gate.query("www.example.com.", "A", ident=0x1102, edns=edns)
+    servfail_frame(r, 22, edns)
+    assert 0.29 <= r.elapsed < 0.5, f"SERVFAIL after {r.elapsed * 1000:.0f} ms, expected about 300 ms"
+    (ev,) = gate.events(1)
+    check_event(ev, r, transport="udp", action="servfail", reasonCode="upstream_timeout",
+                upstream=tcp_upstream.address)
+
+
+def test_do53_tcp_refused_connect_gives_udp_client_servfail_23(tcpgate):
+    address = f"127.0.0.1:{free_port(tcp_too=True)}"
+    gate = tcpgate(allowlist=ALLOW, upstream=address, listen_tcp=False, protocol="do53-tcp")
+    r = gate.query("www.example.com.", "A", ident=0x1103, edns=True)
+    servfail_frame(r, 23, True)
+    assert r.elapsed < 0.3
+    (ev,) = gate.events(1)
+    check_event(ev, r, transport="udp", action="servfail", reasonCode="upstream_error", upstream=address)
+
+
 @pytest.mark.parametrize("records,payload,truncated", [
     (20, None, False),     # ~370 octets: fits 512
     (100, None, True),     # ~1.7 KB, no EDNS: 512
     (100, 1232, True),     # past the client's EDNS size
     (100, 4096, False),    # within it
+    (4000, 4096, True),    # ~64 KB, the largest a TCP frame holds
 ])
 def test_do53_tcp_large_answer_to_udp_client(tcpgate, tcp_upstream, records, payload, truncated):
     sent = []
@@ -803,6 +901,184 @@ def test_client_gone_right_after_sending(tcpgate, tcp_upstream):
         tcp_event(ev, action="drop", reasonCode="client_gone", rcode=None)
     stats = gate.stop()
     assert stats["received"] == 3 + gate.probes
+
+
+# ------------------------------------------------------------ robustness
+
+
+def test_shutdown_with_a_tcp_query_in_flight(tcpgate, tcp_upstream):
+    tcp_upstream.behaviour = tcp_silent
+    gate = tcpgate(allowlist=ALLOW, upstream=tcp_upstream.address, timeout_ms=5000)
+    c = gate.connect()
+    idle = gate.connect()
+    try:
+        wire = make_query("www.example.com.", "A", ident=0x1501).to_wire()
+        c.send_frame(wire)
+        gate.expect_events(1)
+        assert len(tcp_upstream.wait_for(1)) == 1
+        stats = gate.stop()
+        assert gate.stop_seconds < 1.0, f"shutdown took {gate.stop_seconds:.2f} s"
+        assert c.wait_closed(1.0) is not None and idle.wait_closed(1.0) is not None
+        assert c.buf == b"", f"half an answer or garbage at shutdown: {c.buf!r}"
+    finally:
+        c.close()
+        idle.close()
+    (ev,) = gate.events(1)
+    tcp_event(ev, action="drop", reasonCode="shutdown", rcode=None, qname="www.example.com")
+    assert stats["droppedAtShutdown"] == 1
+
+
+def test_upstream_answer_in_pieces_and_two_answers_in_one_write(tcpgate, tcp_upstream):
+    held = []
+
+    def behaviour(up, conn, wire):
+        name = dns.message.from_wire(wire).question[0].name.to_text()
+        if name.startswith("split."):
+            data = frame(answer_for(wire, "192.0.2.9"))
+            for i in range(len(data)):
+                conn.send_raw(data[i:i + 1])
+                time.sleep(0.002)
+            return
+        held.append((conn, wire))
+        if len(held) == 2:
+            (c0, w0), (c1, w1) = held
+            assert c0 is c1, "two pipelined queries went out on two upstream connections"
+            c1.send_raw(frame(answer_for(w1, "192.0.2.2")) + frame(answer_for(w0, "192.0.2.1")))
+
+    tcp_upstream.behaviour = behaviour
+    gate = tcpgate(allowlist=ALLOW, upstream=tcp_upstream.address)
+    with gate.connect() as c:
+        r = c.exchange(make_query("split.example.com.", "A", ident=0x1601).to_wire())
+        assert r.response is not None and [a.address for a in r.msg.answer[0]] == ["192.0.2.9"]
+        c.send_raw(frame(make_query("p0.example.com.", "A", ident=0x1610).to_wire()) +
+                   frame(make_query("p1.example.com.", "A", ident=0x1611).to_wire()))
+        got = {}
+        for _ in range(2):
+            data = c.recv_frame(2)
+            assert data is not None
+            m = dns.message.from_wire(data)
+            got[m.id] = m.answer[0][0].address
+    gate.expect_events(3)
+    assert got == {0x1610: "192.0.2.1", 0x1611: "192.0.2.2"}
+    gate.events(3)
+    stats = gate.stop()
+    assert stats["relayed"] == 3 and stats["unsolicitedUpstream"] == 0
+
+
+def test_64k_answer_relayed_whole_over_tcp(tcpgate, tcp_upstream):
+    sent = []
+
+    def behaviour(up, conn, wire):
+        sent.append(big_answer(wire, 4000))
+        conn.send_frame(sent[-1])
+
+    tcp_upstream.behaviour = behaviour
+    gate = tcpgate(allowlist=ALLOW, upstream=tcp_upstream.address)
+    r = gate.tcp_query("multi.example.com.", "A", ident=0x1701, timeout=3)
+    assert r.response is not None
+    assert len(sent[0]) > 64000 and r.response[2:] == sent[0][2:] and wire_id(r.response) == 0x1701
+    (ev,) = gate.events(1)
+    tcp_event(ev, r, action="forward", rcode="NOERROR", answerCount=4000)
+
+
+def test_200_connections_at_once(tcpgate, knotd):
+    gate = tcpgate(allowlist=ALLOW, upstream=knotd.address)
+    conns = []
+    try:
+        for i in range(200):
+            conns.append(gate.connect())
+        for i, c in enumerate(conns):
+            c.send_frame(make_query("www.example.com." if i % 2 else "www.example.net.", "A", ident=i).to_wire())
+        gate.expect_events(200)
+        deadline = time.monotonic() + 5
+        for i, c in enumerate(conns):
+            data = c.recv_frame(timeout=max(0.05, deadline - time.monotonic()))
+            assert data is not None, f"connection {i} of 200 unanswered"
+            m = dns.message.from_wire(data)
+            assert m.id == i and m.rcode() == (dns.rcode.NOERROR if i % 2 else dns.rcode.REFUSED)
+    finally:
+        for c in conns:
+            c.close()
+    evs = gate.events(200, timeout=5)
+    assert len({e["data"]["client"] for e in evs}) == 200
+    stats = gate.stop()
+    assert stats["tcpAccepted"] == 200 and stats["tcpRejected"] == 0
+
+
+def vm_rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def test_client_that_never_reads_costs_bounded_memory(tcpgate, tcp_upstream):
+    """A client pipelines 1000 queries whose answers are ~60 KB each and
+    never reads: dnsgate must stop reading it (maxInflightPerConnection
+    counts until the answer is written), keep its memory bounded, and keep
+    answering others at once."""
+    query = make_query("multi.example.com.", "A", ident=0).to_wire()
+    big = big_answer(query, 3700)  # built once: ~60 KB
+
+    def behaviour(up, conn, wire):
+        if wire[2:] == query[2:]:
+            conn.send_frame(wire[:2] + big[2:])
+        else:
+            conn.send_frame(answer_for(wire))
+
+    tcp_upstream.behaviour = behaviour
+    gate = tcpgate(allowlist=ALLOW, upstream=tcp_upstream.address, timeout_ms=3000,
+                   tcp={"maxInflightPerConnection": 10})
+    blob = b"".join(frame(with_id(query, i)) for i in range(1000))
+    rss0 = vm_rss_kib(gate.proc.pid)
+    hog = gate.connect()
+    stop = threading.Event()
+
+    def pump():
+        view = memoryview(blob)
+        hog.sock.settimeout(0.1)
+        while view and not stop.is_set():
+            try:
+                n = hog.sock.send(view[:65536])
+                view = view[n:]
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+
+    t = threading.Thread(target=pump, daemon=True)
+    t.start()
+    try:
+        time.sleep(0.3)
+        for i in range(8):
+            r = gate.tcp_query("www.example.com.", "A", ident=0x1800 + i)
+            assert r.response is not None and r.elapsed < 0.2, (
+                f"another client waited {r.elapsed * 1000:.0f} ms next to a client that never reads")
+            time.sleep(0.1)
+        rss1 = vm_rss_kib(gate.proc.pid)
+        seen = len(tcp_upstream.queries()) - 8
+        assert seen < 600, f"dnsgate forwarded {seen} of the non-reader's 1000 queries: it never stopped reading"
+        assert rss1 - rss0 < 24 * 1024, f"dnsgate grew by {(rss1 - rss0) // 1024} MB for a client that never reads"
+    finally:
+        stop.set()
+        t.join(timeout=2)
+        hog.close()
+    time.sleep(0.3)
+    stats = gate.stop()
+    # every frame dnsgate read from the non-reader has its event (client_gone for those in flight)
+    gate.datagrams = stats["received"]
+    evs = [e for e in gate.all_events() if e["data"]["transactionId"] < 1000]
+    assert all(e["data"]["reasonCode"] in ("allowed", "client_gone") for e in evs)
+
+
+def test_ipv6_tcp_listener(tcpgate, knotd):
+    gate = tcpgate(allowlist=ALLOW, upstream=knotd.address, listen_host="::1")
+    r = gate.tcp_query("www.example.com.", "A", ident=0x1901)
+    assert r.response is not None and r.msg.rcode() == dns.rcode.NOERROR
+    (ev,) = gate.events(1)
+    tcp_event(ev, r, action="forward", reasonCode="allowed")
+    assert ev["data"]["client"].startswith("[::1]:")
 
 
 # ------------------------------------------------------------ configuration
