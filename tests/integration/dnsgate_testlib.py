@@ -677,8 +677,8 @@ def render_config(*, cell: str, listen_port: int, allowlist: list[str], upstream
     return "\n".join(lines) + "\n"
 
 
-def udp_port_bound_by(pid: int, port: int, host: str = "127.0.0.1") -> bool:
-    """True when process `pid` holds a UDP socket bound to host:port (127.0.0.1 or ::1)."""
+def socket_inodes_of(pid: int) -> set:
+    """The inodes of the sockets process `pid` holds open."""
     inodes = set()
     try:
         for fd in os.listdir(f"/proc/{pid}/fd"):
@@ -689,20 +689,34 @@ def udp_port_bound_by(pid: int, port: int, host: str = "127.0.0.1") -> bool:
             if link.startswith("socket:["):
                 inodes.add(link[8:-1])
     except OSError:
+        pass
+    return inodes
+
+
+def port_held_by(pid: int, port: int, host: str = "127.0.0.1", proto: str = "udp") -> bool:
+    """True when process `pid` holds a socket on host:port (127.0.0.1 or ::1):
+    bound, for "udp"; listening, for "tcp"."""
+    inodes = socket_inodes_of(pid)
+    if not inodes:
         return False
     if host == "::1":
-        want, table = f"00000000000000000000000001000000:{port:04X}", "/proc/net/udp6"
+        want, table = f"00000000000000000000000001000000:{port:04X}", f"/proc/net/{proto}6"
     else:
-        want, table = f"0100007F:{port:04X}", "/proc/net/udp"
+        want, table = f"0100007F:{port:04X}", f"/proc/net/{proto}"
+    listening = "0A"  # TCP_LISTEN in /proc/net/tcp's st column
     try:
         with open(table) as f:
             for line in f.readlines()[1:]:
                 cols = line.split()
-                if cols[1] == want and cols[9] in inodes:
+                if cols[1] == want and cols[9] in inodes and (proto == "udp" or cols[3] == listening):
                     return True
     except OSError:
         return False
     return False
+
+
+def udp_port_bound_by(pid: int, port: int, host: str = "127.0.0.1") -> bool:
+    return port_held_by(pid, port, host, "udp")
 
 
 class DnsGate:

@@ -25,7 +25,7 @@ import dns.rrset
 
 from dnsgate_testlib import (
     PROBE_NAME, DnsGate, Reply, answer_for, check_envelope, dnsgate_bin, endpoint, free_port,
-    make_query, udp_port_bound_by, validate_with_sdk, yaml_str,
+    make_query, port_held_by, udp_port_bound_by, validate_with_sdk, yaml_str,
 )
 
 TCP_STATS_KEYS = ["tcpAccepted", "tcpRejected", "tcpFramesAbandoned", "tcpIdleClosed", "upstreamTcpConnects"]
@@ -342,31 +342,7 @@ def big_answer(query_wire: bytes, count: int, base: str = "10.1") -> bytes:
 
 
 def tcp_port_listened_by(pid: int, port: int, host: str = "127.0.0.1") -> bool:
-    """True when process `pid` holds a TCP socket listening on host:port."""
-    inodes = set()
-    try:
-        for fd in os.listdir(f"/proc/{pid}/fd"):
-            try:
-                link = os.readlink(f"/proc/{pid}/fd/{fd}")
-            except OSError:
-                continue
-            if link.startswith("socket:["):
-                inodes.add(link[8:-1])
-    except OSError:
-        return False
-    if host == "::1":
-        want, table = f"00000000000000000000000001000000:{port:04X}", "/proc/net/tcp6"
-    else:
-        want, table = f"0100007F:{port:04X}", "/proc/net/tcp"
-    try:
-        with open(table) as f:
-            for line in f.readlines()[1:]:
-                cols = line.split()
-                if cols[1] == want and cols[3] == "0A" and cols[9] in inodes:
-                    return True
-    except OSError:
-        return False
-    return False
+    return port_held_by(pid, port, host, "tcp")
 
 
 def render_tcp_config(*, cell: str, port: int, host: str, listen_udp: bool, listen_tcp: bool,
