@@ -34,6 +34,11 @@ namespace {
 // large backlog does not keep the queue full while the whole of it is formatted.
 constexpr std::size_t kMaxBatchRecords = 256;
 
+// Once woken, the writer lets records gather this long before it takes
+// them: one wake-up, one write(2) and no futex call on the DNS thread per
+// few dozen events instead of per event. Well inside the 100 ms flush bound.
+constexpr std::chrono::milliseconds kGatherDelay{5};
+
 // How long a write waits for a non-blocking output (a stdout someone else set
 // O_NONBLOCK on) to drain before trying again.
 constexpr int kWritablePollMs = 100;
@@ -128,6 +133,11 @@ void CloudEventSink::State::run_writer() noexcept {
           return;
         }
         continue;
+      }
+      if (!stopping && count < capacity / 2) {
+        lock.unlock();
+        std::this_thread::sleep_for(std::min(kGatherDelay, options.flush_interval));
+        lock.lock();
       }
       first = head;
       taken = std::min(count, kMaxBatchRecords);

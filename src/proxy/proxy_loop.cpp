@@ -21,6 +21,7 @@
 #include "dnsgate/socket.hpp"
 #include "proxy/frame_reader.hpp"
 #include "proxy/inflight_table.hpp"
+#include "proxy/udp_send_batch.hpp"
 #include "upstream/do53_tcp.hpp"
 #include "upstream/do53_udp.hpp"
 
@@ -135,6 +136,10 @@ void set_nonblocking(int fd) {
   if (flags >= 0) fcntl(fd, F_SETFL, flags | O_NONBLOCK);
 }
 
+ReasonCode reason_for_send_error(int error) {
+  return error == EAGAIN || error == ENOBUFS ? ReasonCode::overloaded : ReasonCode::upstream_error;
+}
+
 class ProxyLoop {
  public:
   ProxyLoop(const DnsProxyConfig& config, const ProxySockets& sockets, DnsQueryEmitter& emitter);
@@ -165,6 +170,10 @@ class ProxyLoop {
   // Returns false when the query was malformed (a TCP connection then closes).
   bool handle_query(std::span<std::uint8_t> packet, const ClientRef& client, const Clock& now);
   bool deliver(const ClientRef& client, std::span<const std::uint8_t> answer);
+  void send_to_client_now(const PeerAddress& peer, std::span<const std::uint8_t> answer);
+  void flush_to_clients();
+  void flush_to_upstream(const Clock& now);
+  void flush_sends(const Clock& now);
   void answer_locally(const QueryEcho& echo, const ClientRef& client, Rcode rcode,
                       ExtendedError ede);
 
@@ -194,6 +203,8 @@ class ProxyLoop {
   InflightTable table_;
   DnsProxyStats stats_;
   DatagramBatch batch_;
+  UdpSendBatch to_clients_;
+  UdpSendBatch to_upstream_;
   std::array<std::uint8_t, kMaxSynthesizedOctets> synthesized_{};
   std::vector<std::uint8_t> scratch_;
   std::vector<std::span<std::uint8_t>> tcp_answers_;
@@ -251,16 +262,45 @@ ClientRef ProxyLoop::client_ref(const InflightQuery& query) const noexcept {
 
 // Sends an answer to the workload; false when it has gone (its TCP
 // connection closed) and the answer cannot be delivered.
+void ProxyLoop::send_to_client_now(const PeerAddress& peer, std::span<const std::uint8_t> answer) {
+  while (true) {
+    const ssize_t sent =
+        sendto(udp_listener_, answer.data(), answer.size(), 0, peer.get(), peer.length);
+    if (sent >= 0) return;
+    if (errno == EINTR) continue;
+    ++stats_.send_failed;
+    return;
+  }
+}
+
+void ProxyLoop::flush_to_clients() {
+  to_clients_.flush(udp_listener_, [&](std::uint16_t, int) { ++stats_.send_failed; });
+}
+
+// A query the kernel would not send ends now, as it would have with sendto.
+void ProxyLoop::flush_to_upstream(const Clock& now) {
+  if (to_upstream_.empty()) return;
+  to_upstream_.flush(udp_upstream_->fd(), [&](std::uint16_t upstream_id, int error) {
+    InflightQuery* query = table_.find(upstream_id);
+    if (query == nullptr || query->via_tcp_upstream) return;
+    --stats_.forwarded;
+    finish(*query, reason_for_send_error(error), now);
+  });
+}
+
+void ProxyLoop::flush_sends(const Clock& now) {
+  // Queries first: a failed one adds its SERVFAIL to the answers.
+  flush_to_upstream(now);
+  if (!to_clients_.empty()) flush_to_clients();
+}
+
 bool ProxyLoop::deliver(const ClientRef& client, std::span<const std::uint8_t> answer) {
   if (client.transport == Transport::udp) {
-    while (true) {
-      const ssize_t sent = sendto(udp_listener_, answer.data(), answer.size(), 0,
-                                  client.peer->get(), client.peer->length);
-      if (sent >= 0) return true;
-      if (errno == EINTR) continue;
-      ++stats_.send_failed;
-      return true;  // the workload is there; the kernel would not take the answer
+    if (to_clients_.full()) flush_to_clients();
+    if (!to_clients_.add(client.peer->get(), client.peer->length, answer, 0)) {
+      send_to_client_now(*client.peer, answer);
     }
+    return true;  // a workload over UDP is always there to send to
   }
   TcpClient* connection = client_of(client.connection, client.generation);
   if (connection == nullptr) return false;
@@ -372,12 +412,15 @@ void ProxyLoop::send_upstream(InflightQuery& query, std::span<const std::uint8_t
       return;
     }
     update_tcp_upstream_interest();
-  } else if (const int error = udp_upstream_->send(packet); error != 0) {
-    finish(
-        query,
-        error == EAGAIN || error == ENOBUFS ? ReasonCode::overloaded : ReasonCode::upstream_error,
-        now);
-    return;
+  } else {
+    if (to_upstream_.full()) flush_to_upstream(now);
+    if (!to_upstream_.add(udp_upstream_->address(), udp_upstream_->address_length(), packet,
+                          query.upstream_id)) {
+      if (const int error = udp_upstream_->send(packet); error != 0) {
+        finish(query, reason_for_send_error(error), now);
+        return;
+      }
+    }
   }
   ++stats_.forwarded;
 }
@@ -500,6 +543,7 @@ void ProxyLoop::read_datagrams(const Clock& now) {
     for (std::size_t i = 0; i < count; ++i) {
       handle_query(batch_.datagram(i), ClientRef{Transport::udp, &batch_.peer(i)}, now);
     }
+    flush_sends(now);
     if (count < kBatch) return;
   }
 }
@@ -515,6 +559,7 @@ void ProxyLoop::read_udp_answers(const Clock& now) {
       }
       handle_answer(batch_.datagram(i), false, now);
     }
+    flush_sends(now);
     if (count < kBatch) return;
   }
 }
@@ -853,6 +898,7 @@ DnsProxyStats ProxyLoop::run(const std::atomic<bool>& shutdown) {
     }
     expire(clock);
     resume_clients(clock);
+    flush_sends(clock);
     if (clock.steady >= next_sweep) {
       sweep_connections(clock);
       next_sweep = clock.steady + kTcpSweep;

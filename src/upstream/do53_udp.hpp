@@ -24,6 +24,10 @@ class Do53UdpUpstream {
 
   int fd() const noexcept { return fd_; }
   const Endpoint& resolver() const noexcept { return resolver_; }
+  const sockaddr* address() const noexcept {
+    return reinterpret_cast<const sockaddr*>(&resolver_address_);
+  }
+  socklen_t address_length() const noexcept { return resolver_length_; }
 
   // 0 on success, else the errno of the failed send.
   int send(std::span<const std::uint8_t> query) const noexcept;
