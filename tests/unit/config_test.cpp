@@ -572,3 +572,16 @@ TEST(ConfigFile, UnreadableFileSaysWhy) {
 
 }  // namespace
 }  // namespace dnsgate
+
+namespace {
+
+// yaml-cpp 0.7's LoadAll never returns on these (found by fuzz/config_fuzz);
+// the loader must answer with an error instead of hanging.
+TEST(ConfigErrors, InputThatHangsYamlCppLoadAllIsAnError) {
+  for (const char* text : {"{},", ",", "[],", "a: 1\n,"}) {
+    const auto result = dnsgate::parse_config(text);
+    EXPECT_TRUE(std::holds_alternative<dnsgate::ConfigError>(result)) << text;
+  }
+}
+
+}  // namespace
