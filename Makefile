@@ -2,7 +2,16 @@
 BUILD_DIR ?= build
 JOBS ?= $(shell nproc)
 
-.PHONY: all deps build demo test unit integration format clean
+.PHONY: all deps build demo test unit integration sanitize fuzz format clean
+
+# `make fuzz` runs each libFuzzer target FUZZ_SECONDS (default 60); `make test`
+# runs them 20 s each unless FUZZ_SECONDS is given (docs/hardening.md).
+FUZZ_SECONDS ?= 60
+ifeq ($(origin FUZZ_SECONDS),file)
+TEST_FUZZ_SECONDS := 20
+else
+TEST_FUZZ_SECONDS := $(FUZZ_SECONDS)
+endif
 
 all: build
 
@@ -16,8 +25,19 @@ build: deps
 demo: build
 	bash scripts/demo.sh $(BUILD_DIR)/dnsgate
 
+# Everything CI runs: the unit and integration suites, the same suites
+# under ASan + UBSan (build-asan/), then a short run of every fuzz target
+# (build-fuzz/).
 test: build
 	cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS)
+	JOBS=$(JOBS) bash scripts/sanitize-test.sh
+	bash fuzz/run.sh $(TEST_FUZZ_SECONDS)
+
+sanitize: deps
+	JOBS=$(JOBS) bash scripts/sanitize-test.sh
+
+fuzz: deps
+	bash fuzz/run.sh $(FUZZ_SECONDS)
 
 unit: build
 	cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS) -L '' -E '^integration\.'
@@ -25,8 +45,14 @@ unit: build
 integration: build
 	cd $(BUILD_DIR) && ctest --output-on-failure -R '^integration\.'
 
+# The side-by-side benchmark (knotd direct, dnsgate, dnsdist, dnsmasq) and the
+# micro-benchmark; writes its tables to docs/performance.md. About 10 minutes.
+.PHONY: bench
+bench: build
+	bash bench/run.sh $(BUILD_DIR)/dnsgate
+
 format:
 	clang-format -i $$(git ls-files '*.cpp' '*.hpp')
 
 clean:
-	rm -rf $(BUILD_DIR)
+	rm -rf $(BUILD_DIR) build-asan build-fuzz

@@ -13,6 +13,8 @@ packages=(
   knot knot-dnsutils dnsutils dnsperf
   python3-dnspython python3-pytest
   nodejs npm
+  # hardening (issue 5): libFuzzer targets, valgrind memcheck
+  clang-14 libclang-rt-14-dev valgrind
 )
 
 missing=()
