@@ -305,6 +305,8 @@ bool ProxyLoop::deliver(const ClientRef& client, std::span<const std::uint8_t> a
   TcpClient* connection = client_of(client.connection, client.generation);
   if (connection == nullptr) return false;
   append_frame(connection->out, answer);
+  // An answer is activity: the idle timeout counts from the last one.
+  connection->last_activity = std::chrono::steady_clock::now();
   flush_client(*connection, client.connection);
   return true;
 }
