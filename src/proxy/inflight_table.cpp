@@ -4,16 +4,22 @@
 
 #include <cerrno>
 #include <cstring>
+#include <memory>
 
 namespace dnsgate {
 
 InflightTable::InflightTable(std::size_t capacity)
-    : slots_(capacity),
+    : capacity_(capacity),
+      slots_(std::allocator<InflightQuery>().allocate(capacity)),
       next_(capacity, kNoSlot),
       prev_(capacity, kNoSlot),
       by_upstream_id_(65536, kNoSlot) {
   free_.reserve(capacity);
-  for (std::size_t i = capacity; i > 0; --i) free_.push_back(static_cast<std::uint32_t>(i - 1));
+}
+
+InflightTable::~InflightTable() {
+  std::destroy_n(slots_, built_);
+  std::allocator<InflightQuery>().deallocate(slots_, capacity_);
 }
 
 std::uint16_t InflightTable::random_u16() noexcept {
@@ -49,13 +55,20 @@ std::uint16_t InflightTable::fresh_id() noexcept {
 }
 
 std::uint32_t InflightTable::index_of(const InflightQuery& query) const noexcept {
-  return static_cast<std::uint32_t>(&query - slots_.data());
+  return static_cast<std::uint32_t>(&query - slots_);
 }
 
 InflightQuery* InflightTable::insert(SteadyTime received) noexcept {
-  if (free_.empty()) return nullptr;
-  const std::uint32_t index = free_.back();
-  free_.pop_back();
+  std::uint32_t index = kNoSlot;
+  if (!free_.empty()) {
+    index = free_.back();
+    free_.pop_back();
+  } else if (built_ < capacity_) {
+    index = built_++;
+    std::construct_at(&slots_[index]);
+  } else {
+    return nullptr;
+  }
   InflightQuery& query = slots_[index];
   query.upstream_id = fresh_id();
   query.received = received;

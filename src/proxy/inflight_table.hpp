@@ -60,11 +60,18 @@ struct InflightQuery {
 // id (a fresh random 16-bit id per query) and sits on a list in arrival
 // order; every query has the same timeout, so arrival order is deadline
 // order and the oldest query is always the next to expire.
+//
+// The slots are sized for the worst case (maxInflight, 10,000 by default,
+// about 5 MB) but built on first use and reused last-freed-first, so only
+// as many pages as queries were ever in flight at once become resident.
 class InflightTable {
  public:
   static constexpr std::uint32_t kNoSlot = 0xFFFFFFFF;
 
   explicit InflightTable(std::size_t capacity);
+  ~InflightTable();
+  InflightTable(const InflightTable&) = delete;
+  InflightTable& operator=(const InflightTable&) = delete;
 
   // A free slot with a fresh upstream id not in use, or nullptr when full.
   InflightQuery* insert(SteadyTime received) noexcept;
@@ -85,17 +92,19 @@ class InflightTable {
   }
 
   std::size_t size() const noexcept { return size_; }
-  std::size_t capacity() const noexcept { return slots_.size(); }
+  std::size_t capacity() const noexcept { return capacity_; }
 
  private:
   std::uint16_t fresh_id() noexcept;
   std::uint16_t random_u16() noexcept;
   std::uint32_t index_of(const InflightQuery& query) const noexcept;
 
-  std::vector<InflightQuery> slots_;
+  std::size_t capacity_;
+  InflightQuery* slots_;             // raw storage for capacity_ slots
+  std::uint32_t built_ = 0;          // slots [0, built_) have been constructed
   std::vector<std::uint32_t> next_;  // arrival-order links, kNoSlot-terminated
   std::vector<std::uint32_t> prev_;
-  std::vector<std::uint32_t> free_;  // stack of free slot indices
+  std::vector<std::uint32_t> free_;  // stack of freed slot indices (built ones)
   std::vector<std::uint32_t> by_upstream_id_;
   std::uint32_t head_ = kNoSlot;
   std::uint32_t tail_ = kNoSlot;
