@@ -15,6 +15,8 @@
 # PROFILE_OUT=FILE keeps perf.data there for `perf report -i FILE`.
 # PROFILE_TOOL=callgrind counts user-space instructions per query instead
 # (exact, whatever else runs on the machine; needs valgrind).
+# PROFILE_TOOL=none attaches nothing and prints one line: qps and CPU per
+# query, for quick A/B runs of two builds.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -175,6 +177,19 @@ perf_load=$!
 pids+=("$perf_load")
 sleep 1
 before=$(cpu_ticks "$gate_pid")
+if [ "${PROFILE_TOOL:-perf}" = none ]; then
+  # Throughput and CPU per query only, nothing attached to dnsgate: the
+  # quick A/B of two builds (run them alternately, several times each).
+  sleep $((seconds > 3 ? seconds - 2 : 1))
+  after=$(cpu_ticks "$gate_pid")
+  wait "$perf_load" || true
+  qps=$(awk '/Queries per second:/ { print $4 }' "$work/dnsperf.out")
+  lost=$(awk '/Queries lost:/ { print $3 }' "$work/dnsperf.out")
+  awk -v t=$((after - before)) -v hz="$(getconf CLK_TCK)" -v q="$qps" -v l="$lost" \
+    -v w=$((seconds > 3 ? seconds - 2 : 1)) -v b="$bin" -v m="$mode" 'BEGIN {
+    printf "%s %s: %.0f qps, %.1f us CPU per query, %s lost\n", b, m, q, t / hz * 1e6 / (q * w), l }'
+  exit 0
+fi
 # System calls and context switches over the same window, per thread.
 events=context-switches
 for call in recvmmsg sendto sendmmsg recvmsg epoll_wait futex write; do

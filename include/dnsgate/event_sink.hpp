@@ -34,6 +34,9 @@ class CloudEventSink final : public DnsQueryEmitter {
   ~CloudEventSink() override;
 
   bool emit(const QueryRecord& record) noexcept override;
+  // Waits while at least three quarters of the queue are taken and the
+  // writer is formatting (not blocked writing), until half is free again.
+  bool wait_while_backlogged(std::chrono::milliseconds limit) noexcept override;
 
   // Writes everything queued, flushes, stops the writer. Idempotent.
   void close();

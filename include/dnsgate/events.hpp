@@ -72,6 +72,17 @@ class DnsQueryEmitter {
   DnsQueryEmitter& operator=(const DnsQueryEmitter&) = delete;
   virtual ~DnsQueryEmitter() = default;
   virtual bool emit(const QueryRecord& record) noexcept = 0;
+
+  // Called by the DNS loop once per turn, before it takes more queries. A
+  // sink whose queue is filling because its writer gets too little CPU (the
+  // loop keeps the CPU they share busy) blocks here, for at most `limit`,
+  // until the writer has caught up, and returns true: the proxy slows down
+  // rather than lose audit records. A sink stalled on its output (a reader
+  // that stopped reading) does not wait: waiting would not help, it drops.
+  virtual bool wait_while_backlogged(std::chrono::milliseconds limit) noexcept {
+    (void)limit;
+    return false;
+  }
 };
 
 inline constexpr std::string_view kEventType = "dev.dnsgate.dns_query";

@@ -23,6 +23,7 @@ struct DnsProxyStats {
   std::uint64_t overloaded = 0;             // in-flight table full
   std::uint64_t unsolicited_upstream = 0;   // upstream packets discarded
   std::uint64_t events_dropped = 0;         // events the emitter did not accept
+  std::uint64_t event_backlog_waits = 0;    // turns the loop waited for the event writer
   std::uint64_t dropped_at_shutdown = 0;    // still in flight when the loop stopped
   std::uint64_t send_failed = 0;            // answers the kernel would not send to a workload
   std::uint64_t client_gone = 0;            // answers for a TCP connection already closed

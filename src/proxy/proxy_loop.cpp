@@ -31,12 +31,13 @@ namespace {
 
 using std::chrono::milliseconds;
 
-constexpr std::size_t kBatch = 32;           // datagrams per recvmmsg
-constexpr std::size_t kMaxDatagram = 65536;  // the largest UDP payload, rounded up
-constexpr std::size_t kReadsPerWake = 8;     // batches per socket before looking elsewhere
-constexpr milliseconds kShutdownPoll{50};    // how soon `shutdown` is noticed
-constexpr milliseconds kShutdownGrace{200};  // answers still relayed after shutdown
-constexpr milliseconds kTcpSweep{100};       // how often TCP idle/frame deadlines are checked
+constexpr std::size_t kBatch = 32;            // datagrams per recvmmsg
+constexpr std::size_t kMaxDatagram = 65536;   // the largest UDP payload, rounded up
+constexpr std::size_t kReadsPerWake = 8;      // batches per socket before looking elsewhere
+constexpr milliseconds kShutdownPoll{50};     // how soon `shutdown` is noticed
+constexpr milliseconds kShutdownGrace{200};   // answers still relayed after shutdown
+constexpr milliseconds kTcpSweep{100};        // how often TCP idle/frame deadlines are checked
+constexpr milliseconds kEventBacklogWait{5};  // the longest one turn waits for the event writer
 constexpr std::size_t kMaxClientBacklog = 1 << 20;  // unsent answer octets before we stop reading
 constexpr std::uint8_t kMaxUpstreamAttempts = 2;    // sends of one query over upstream TCP
 constexpr std::uint16_t kMinUdpAnswer = 512;        // RFC 1035 4.2.1
@@ -870,6 +871,12 @@ DnsProxyStats ProxyLoop::run(const std::atomic<bool>& shutdown) {
     }
     if (draining_) wake = std::min(wake, drain_until);
     if (open_clients_ > 0) wake = std::min(wake, next_sweep);
+    // The writer shares our CPU at low priority; when it falls behind, give
+    // it the CPU before taking more queries rather than drop their events.
+    if (emitter_.wait_while_backlogged(kEventBacklogWait)) {
+      ++stats_.event_backlog_waits;
+      clock = now();
+    }
     // Round up: waking a little late is fine, early would spin.
     const auto wait = std::chrono::ceil<milliseconds>(wake - clock.steady).count();
     const int count = epoll_wait(epoll_.get(), ready.data(), static_cast<int>(ready.size()),

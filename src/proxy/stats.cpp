@@ -18,6 +18,7 @@ std::string DnsProxyStats::to_json() const {
       {"overloaded", overloaded},
       {"unsolicitedUpstream", unsolicited_upstream},
       {"eventsDropped", events_dropped},
+      {"eventBacklogWaits", event_backlog_waits},
       {"droppedAtShutdown", dropped_at_shutdown},
       {"sendFailed", send_failed},
       {"clientGone", client_gone},

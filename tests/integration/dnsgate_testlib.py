@@ -549,7 +549,7 @@ MALFORMED_REASONS = {"too_short", "response_bit_set", "bad_question_count", "tru
                      "bad_label_type", "pointer_into_header", "pointer_not_backward", "name_too_long",
                      "truncated_record", "bad_opt_record", "trailing_data"}
 STATS_KEYS = ["received", "forwarded", "relayed", "refused", "notimp", "malformed", "servfailTimeout",
-              "servfailError", "overloaded", "unsolicitedUpstream", "eventsDropped", "droppedAtShutdown",
+              "servfailError", "overloaded", "unsolicitedUpstream", "eventsDropped", "eventBacklogWaits", "droppedAtShutdown",
               "sendFailed"]
 
 

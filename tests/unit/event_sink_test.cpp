@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -264,6 +265,84 @@ TEST_F(EventSinkTest, FullQueueDropsAndCountsWithoutBlocking) {
     ++events;
   }
   EXPECT_EQ(events, accepted);
+}
+
+// A reader that stops reading is not helped by the DNS loop pausing: the
+// loop must not wait for a writer stuck in write(2).
+TEST_F(EventSinkTest, StalledOutputNeverMakesTheLoopWait) {
+  std::array<int, 2> pipe_ends{};
+  ASSERT_EQ(::pipe(pipe_ends.data()), 0);
+  EventSinkOptions options = file_options();
+  options.queue_capacity = 8;
+  options.path = "/proc/self/fd/" + std::to_string(pipe_ends[1]);
+  auto sink = open_sink(options);
+  ASSERT_NE(sink, nullptr);
+  ASSERT_EQ(::fcntl(pipe_ends[1], F_SETFL, O_NONBLOCK), 0);
+  const std::string filler(4095, 'x');
+  while (::write(pipe_ends[1], (filler + '\n').data(), filler.size() + 1) > 0) {
+  }
+  while (::write(pipe_ends[1], "\n", 1) > 0) {
+  }
+
+  // The first records take the writer into its blocked write; the next
+  // ones fill the queue behind it.
+  for (std::uint32_t i = 0; i < 8; ++i) sink->emit(numbered_record(i));
+  std::this_thread::sleep_for(200ms);
+  for (std::uint32_t i = 0; i < 8; ++i) sink->emit(numbered_record(i));
+
+  const auto started = std::chrono::steady_clock::now();
+  EXPECT_FALSE(sink->wait_while_backlogged(2s));
+  EXPECT_LT(std::chrono::steady_clock::now() - started, 500ms) << "waited for a stalled output";
+
+  std::thread reader([read_end = pipe_ends[0]] {
+    std::array<char, 65536> buffer{};
+    while (::read(read_end, buffer.data(), buffer.size()) > 0) {
+    }
+  });
+  sink->close();
+  ::close(pipe_ends[1]);
+  reader.join();
+  ::close(pipe_ends[0]);
+}
+
+// The writer runs at the lowest priority. On a CPU the DNS loop keeps busy
+// it gets almost nothing, and without the loop pausing for it the queue
+// would overflow and events would be lost. Here the test thread plays the
+// loop on the writer's CPU: it emits in bursts smaller than a quarter of the
+// queue and calls wait_while_backlogged() between bursts, as the loop does
+// once per turn. Every event must arrive, and the waits must have happened.
+TEST_F(EventSinkTest, StarvedWriterMakesTheLoopWaitInsteadOfDropping) {
+  cpu_set_t allowed;
+  CPU_ZERO(&allowed);
+  ASSERT_EQ(::sched_getaffinity(0, sizeof allowed, &allowed), 0);
+  int cpu = 0;
+  while (!CPU_ISSET(cpu, &allowed)) ++cpu;
+  cpu_set_t one;
+  CPU_ZERO(&one);
+  CPU_SET(cpu, &one);
+  ASSERT_EQ(::sched_setaffinity(0, sizeof one, &one), 0);  // the writer inherits it
+
+  EventSinkOptions options = file_options();
+  options.queue_capacity = 256;
+  auto sink = open_sink(options);
+  ASSERT_NE(sink, nullptr);
+
+  constexpr std::uint32_t kEvents = 20000;
+  constexpr std::uint32_t kBurst = 32;
+  std::uint32_t waits = 0;
+  std::uint32_t accepted = 0;
+  for (std::uint32_t i = 0; i < kEvents; ++i) {
+    accepted += sink->emit(numbered_record(i)) ? 1 : 0;
+    if (i % kBurst == kBurst - 1 && sink->wait_while_backlogged(1s)) ++waits;
+  }
+  sink->close();
+  ASSERT_EQ(::sched_setaffinity(0, sizeof allowed, &allowed), 0);
+
+  EXPECT_EQ(accepted, kEvents);
+  EXPECT_EQ(sink->dropped(), 0u);
+  EXPECT_EQ(sink->written(), kEvents);
+  EXPECT_GT(waits, 0u) << "the writer kept up on its own: the test proves nothing";
+  EXPECT_EQ(split_lines(read_file(path_)).size(), kEvents);
 }
 
 // A reader that goes away costs the events, counted; the sink keeps running.
