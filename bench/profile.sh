@@ -20,6 +20,8 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=bench/lib/knot.sh
+source "$here/lib/knot.sh"
 repo=$(cd "$here/.." && pwd)
 bin=$(readlink -f "${1:-$repo/build/dnsgate}")
 mode=${2:-allowed}
@@ -67,41 +69,11 @@ else
 fi
 
 hosts=10000
-mkdir -p "$work/knot/run" "$work/knot/db" "$work/knot/zones"
-# shellcheck disable=SC2016  # zone-file text, not shell expansions
-{
-  echo '$ORIGIN bench.test.'
-  echo '$TTL 3600'
-  echo '@ SOA ns1 hostmaster 1 7200 3600 1209600 3600'
-  echo '@ NS ns1'
-  echo 'ns1 A 192.0.2.1'
-  awk -v n=$hosts 'BEGIN { for (i = 0; i < n; i++) printf "h%d A 192.0.2.%d\n", i, i % 250 + 1 }'
-} >"$work/knot/zones/bench.test.zone"
+knot_prepare "$work/knot" "$knot_port" bench.test h "$hosts"
 awk -v n=$hosts 'BEGIN { for (i = 0; i < n; i++) printf "h%d.bench.test A\n", i }' >"$work/allowed.txt"
 awk -v n=$hosts 'BEGIN { for (i = 0; i < n; i++) printf "h%d.denied.test A\n", i }' >"$work/denied.txt"
 paste -d '\n' "$work/allowed.txt" "$work/denied.txt" >"$work/mixed.txt"
 
-cat >"$work/knot/knot.conf" <<CONF
-server:
-    rundir: "$work/knot/run"
-    listen: 127.0.0.1@$knot_port
-    udp-workers: 1
-    tcp-workers: 1
-    background-workers: 1
-log:
-  - target: "$work/knot/knotd.log"
-    any: warning
-database:
-    storage: "$work/knot/db"
-template:
-  - id: default
-    storage: "$work/knot/zones"
-    file: "%s.zone"
-    zonefile-sync: -1
-    journal-content: none
-zone:
-  - domain: bench.test.
-CONF
 "${load_cpu[@]}" /usr/sbin/knotd -c "$work/knot/knot.conf" >/dev/null 2>&1 &
 pids+=($!)
 
@@ -124,16 +96,7 @@ pids+=($!)
   echo "  path: $work/events.jsonl"
 } >"$work/dnsgate.yaml"
 
-wait_for() {
-  local i
-  for i in $(seq 100); do
-    kdig @127.0.0.1 -p "$1" +time=1 +retry=0 h1.bench.test A >/dev/null 2>&1 && return 0
-    sleep 0.1
-  done
-  echo "nothing answers on 127.0.0.1:$1" >&2
-  return 1
-}
-wait_for "$knot_port"
+wait_for_dns "$knot_port" h1.bench.test
 
 if [ "${PROFILE_TOOL:-perf}" = callgrind ]; then
   # User-space instructions per query, exact and independent of the load on
@@ -145,7 +108,7 @@ if [ "${PROFILE_TOOL:-perf}" = callgrind ]; then
     "$bin" run --config "$work/dnsgate.yaml" 2>"$work/valgrind.err" &
   gate_pid=$!
   pids+=("$gate_pid")
-  wait_for "$gate_port"
+  wait_for_dns "$gate_port" h1.bench.test
   callgrind_control -i on "$gate_pid" >/dev/null
   dnsperf -s 127.0.0.1 -p "$gate_port" -d "$work/$mode.txt" -n 2 -Q 2000 -c 10 -q 100 \
     >"$work/dnsperf.out" 2>&1
@@ -167,7 +130,7 @@ fi
 "${proxy_cpu[@]}" "$bin" run --config "$work/dnsgate.yaml" 2>"$work/dnsgate.err" &
 gate_pid=$!
 pids+=("$gate_pid")
-wait_for "$gate_port"
+wait_for_dns "$gate_port" h1.bench.test
 
 cpu_ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'; }
 

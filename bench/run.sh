@@ -33,6 +33,8 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=bench/lib/knot.sh
+source "$here/lib/knot.sh"
 repo=$(cd "$here/.." && pwd)
 bin=$(readlink -f "${1:-$repo/build/dnsgate}")
 seconds=${2:-10}
@@ -110,16 +112,7 @@ echo "bench: work dir $work; $rounds rounds, ${seconds} s per throughput run," \
 
 # --- the zone, the query files, the allowlists --------------------------------
 hosts=10000
-mkdir -p "$work/knot/run" "$work/knot/db" "$work/knot/zones"
-# shellcheck disable=SC2016  # zone-file text, not shell expansions
-{
-  echo '$ORIGIN bench.test.'
-  echo '$TTL 3600'
-  echo '@ SOA ns1 hostmaster 1 7200 3600 1209600 3600'
-  echo '@ NS ns1'
-  echo 'ns1 A 192.0.2.1'
-  awk -v n=$hosts 'BEGIN { for (i = 0; i < n; i++) printf "h%d A 192.0.2.%d\n", i, i % 250 + 1 }'
-} >"$work/knot/zones/bench.test.zone"
+knot_prepare "$work/knot" "$knot_port" bench.test h "$hosts"
 awk -v n=$hosts 'BEGIN { for (i = 0; i < n; i++) printf "h%d.bench.test A\n", i }' \
   >"$work/allowed.txt"
 awk -v n=$hosts 'BEGIN { for (i = 0; i < n; i++) printf "h%d.denied.test A\n", i }' \
@@ -132,41 +125,11 @@ modes=(allowed denied mixed)
 targets=(knotd dnsgate dnsdist dnsmasq)
 
 # --- knotd: the upstream, and the ceiling -------------------------------------
-cat >"$work/knot/knot.conf" <<CONF
-server:
-    rundir: "$work/knot/run"
-    listen: 127.0.0.1@$knot_port
-    udp-workers: 1
-    tcp-workers: 1
-    background-workers: 1
-log:
-  - target: "$work/knot/knotd.log"
-    any: warning
-database:
-    storage: "$work/knot/db"
-template:
-  - id: default
-    storage: "$work/knot/zones"
-    file: "%s.zone"
-    zonefile-sync: -1
-    journal-content: none
-zone:
-  - domain: bench.test.
-CONF
 "${load_cpu[@]}" /usr/sbin/knotd -c "$work/knot/knot.conf" >/dev/null 2>&1 &
 knot_pid=$!
 pids+=("$knot_pid")
 
-wait_for() {  # wait_for PORT NAME: until it answers (about 10 s at most)
-  local i
-  for i in $(seq 100); do
-    kdig @127.0.0.1 -p "$1" +time=1 +retry=0 "$2" A >/dev/null 2>&1 && return 0
-    sleep 0.1
-  done
-  echo "nothing answers on 127.0.0.1:$1" >&2
-  return 1
-}
-wait_for "$knot_port" h1.bench.test
+wait_for_dns "$knot_port" h1.bench.test
 
 # --- the proxies' configurations, one per mode --------------------------------
 write_configs() {  # write_configs MODE
@@ -277,9 +240,9 @@ start_proxies() {  # start_proxies MODE
   "${proxy_cpu[@]}" /usr/sbin/dnsmasq -k --conf-file="$dir/dnsmasq.conf" >/dev/null 2>&1 &
   pid_of[dnsmasq]=$!
   pids+=("${pid_of[dnsmasq]}")
-  wait_for "$gate_port" h1.bench.test
-  wait_for "$dnsdist_port" h1.bench.test
-  wait_for "$dnsmasq_port" h1.bench.test
+  wait_for_dns "$gate_port" h1.bench.test
+  wait_for_dns "$dnsdist_port" h1.bench.test
+  wait_for_dns "$dnsmasq_port" h1.bench.test
 }
 
 stop_proxies() {  # stop_proxies ROUND MODE

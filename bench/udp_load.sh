@@ -12,6 +12,9 @@
 # started here is stopped by its PID on exit.
 set -euo pipefail
 
+here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=bench/lib/knot.sh
+source "$here/lib/knot.sh"
 bin=$(readlink -f "${1:-build/dnsgate}")
 seconds=${2:-60}
 qps=${3:-10000}
@@ -22,7 +25,7 @@ case "$transport" in
   udp | tcp) ;;
   *) echo "TRANSPORT must be udp or tcp" >&2; exit 2 ;;
 esac
-kdig_transport=$([ "$transport" = tcp ] && echo +tcp || echo +notcp)
+probe_over_tcp=$([ "$transport" = tcp ] && echo 1 || echo 0)
 
 for tool in /usr/sbin/knotd dnsperf "$bin"; do
   command -v "$tool" >/dev/null || { echo "missing: $tool (run 'make build')" >&2; exit 1; }
@@ -40,41 +43,12 @@ trap cleanup EXIT
 
 # A zone of 1,000 hosts, and a query file of 1,000 allowed and 1,000
 # denied names, interleaved.
-mkdir -p "$work/knot/run" "$work/knot/db" "$work/knot/zones"
-{
-  echo '$ORIGIN load.test.'
-  echo '$TTL 3600'
-  echo '@ SOA ns1 hostmaster 1 7200 3600 1209600 3600'
-  echo '@ NS ns1'
-  echo 'ns1 A 192.0.2.1'
-  for i in $(seq 0 999); do echo "host$i A 192.0.2.$((i % 250 + 1))"; done
-} >"$work/knot/zones/load.test.zone"
+knot_prepare "$work/knot" "$knot_port" load.test host 1000
 for i in $(seq 0 999); do
   echo "host$i.load.test A"
   echo "host$i.denied.test A"
 done >"$work/queries.txt"
 
-cat >"$work/knot/knot.conf" <<CONF
-server:
-    rundir: "$work/knot/run"
-    listen: 127.0.0.1@$knot_port
-    udp-workers: 1
-    tcp-workers: 1
-    background-workers: 1
-log:
-  - target: "$work/knot/knotd.log"
-    any: warning
-database:
-    storage: "$work/knot/db"
-template:
-  - id: default
-    storage: "$work/knot/zones"
-    file: "%s.zone"
-    zonefile-sync: -1
-    journal-content: none
-zone:
-  - domain: load.test.
-CONF
 /usr/sbin/knotd -c "$work/knot/knot.conf" >/dev/null 2>&1 &
 knot_pid=$!
 
@@ -94,17 +68,11 @@ events:
   path: $work/events.jsonl
 CONF
 
-for _ in $(seq 50); do
-  kdig @127.0.0.1 -p "$knot_port" +short +time=1 host1.load.test A >/dev/null 2>&1 && break
-  sleep 0.1
-done
+wait_for_dns "$knot_port" host1.load.test
 
 "$bin" run --config "$work/dnsgate.yaml" 2>"$work/dnsgate.err" &
 gate_pid=$!
-for _ in $(seq 50); do
-  kdig @127.0.0.1 -p "$gate_port" "$kdig_transport" +short +time=1 host1.load.test A >/dev/null 2>&1 && break
-  sleep 0.1
-done
+wait_for_dns "$gate_port" host1.load.test "$probe_over_tcp"
 # The two probes above are queries too; count the events they made.
 sleep 0.3
 probe_events=$(wc -l <"$work/events.jsonl")
