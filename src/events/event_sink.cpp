@@ -11,7 +11,6 @@
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
-#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -45,12 +44,6 @@ constexpr std::chrono::milliseconds kGatherDelay{5};
 // How long a write waits for a non-blocking output (a stdout someone else set
 // O_NONBLOCK on) to drain before trying again.
 constexpr int kWritablePollMs = 100;
-
-// The writer runs in the loop's idle time and is preempted as soon as the loop
-// has work: at nice 19 the scheduler gives it short slices and the loop wins
-// every wake-up. When the loop never idles the writer still gets about 1.5%
-// of the CPU, which may be too little; wait_while_backlogged() covers that.
-constexpr int kWriterNiceIncrement = 19;
 
 }  // namespace
 
@@ -172,16 +165,15 @@ void CloudEventSink::State::account_failed_write(std::string_view lines, std::si
 namespace {
 
 // The writer shares a CPU with the DNS loop whenever the proxy is given one
-// CPU. As an ordinary thread it preempts the loop the moment it wakes and
-// formats a whole batch while every query in flight waits (forwarded qps
-// fell by about a third). SCHED_BATCH drops that wake-up preemption and the
-// lowest priority keeps its slices short (forwarded qps +25-35% measured).
-// Best effort: a sandbox that forbids either keeps the default.
+// CPU. As an ordinary thread it preempts the loop the moment it wakes, while
+// queries are in flight; SCHED_BATCH drops that wake-up preemption and keeps
+// the writer's fair share. (A lower priority was tried:
+// nice 19 gained nothing on a quiet machine and, on a node busy with other
+// work, would leave the writer behind every other process.) Best effort: a
+// sandbox that forbids it keeps the default.
 void yield_cpu_to_dns_loop() noexcept {
   sched_param unused{};
   ::pthread_setschedparam(::pthread_self(), SCHED_BATCH, &unused);
-  ::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()),
-                ::getpriority(PRIO_PROCESS, 0) + kWriterNiceIncrement);
 }
 
 }  // namespace

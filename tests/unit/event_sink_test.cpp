@@ -305,13 +305,14 @@ TEST_F(EventSinkTest, StalledOutputNeverMakesTheLoopWait) {
   ::close(pipe_ends[0]);
 }
 
-// The writer runs at the lowest priority. On a CPU the DNS loop keeps busy
-// it gets almost nothing, and without the loop pausing for it the queue
-// would overflow and events would be lost. Here the test thread plays the
-// loop on the writer's CPU: it emits in bursts smaller than a quarter of the
-// queue and calls wait_while_backlogged() between bursts, as the loop does
-// once per turn. Every event must arrive, and the waits must have happened.
-TEST_F(EventSinkTest, StarvedWriterMakesTheLoopWaitInsteadOfDropping) {
+// Emitting a record costs far less than formatting it, so a DNS loop that
+// keeps the writer's CPU busy outruns the writer, and without pausing for it
+// the queue would overflow and events would be lost. Here the test thread
+// plays the loop on the writer's CPU: it emits in bursts smaller than a
+// quarter of the queue and calls wait_while_backlogged() between bursts, as
+// the loop does once per turn. Every event must arrive, and the waits must
+// have happened.
+TEST_F(EventSinkTest, WriterShortOfCpuMakesTheLoopWaitInsteadOfDropping) {
   cpu_set_t allowed;
   CPU_ZERO(&allowed);
   ASSERT_EQ(::sched_getaffinity(0, sizeof allowed, &allowed), 0);
