@@ -25,8 +25,9 @@ class UdpSendBatch {
   bool empty() const noexcept { return count_ == 0; }
   bool full() const noexcept { return count_ == kEntries; }
 
-  // Copies the datagram and its destination; false when it does not fit a
-  // slot (the caller sends it itself) or the batch is full.
+  // Copies the datagram and its destination (none, for a connected socket:
+  // `to` null); false when it does not fit a slot (the caller sends it
+  // itself) or the batch is full.
   bool add(const sockaddr* to, socklen_t length, std::span<const std::uint8_t> payload,
            std::uint16_t tag) noexcept {
     if (count_ == kEntries || payload.size() > kSlotOctets || length > sizeof(sockaddr_storage)) {
@@ -34,11 +35,13 @@ class UdpSendBatch {
     }
     std::uint8_t* slot = arena_.get() + count_ * kSlotOctets;
     std::memcpy(slot, payload.data(), payload.size());
-    std::memcpy(&addresses_[count_], to, length);
     iov_[count_] = {slot, payload.size()};
     headers_[count_] = {};
-    headers_[count_].msg_hdr.msg_name = &addresses_[count_];
-    headers_[count_].msg_hdr.msg_namelen = length;
+    if (to != nullptr) {
+      std::memcpy(&addresses_[count_], to, length);
+      headers_[count_].msg_hdr.msg_name = &addresses_[count_];
+      headers_[count_].msg_hdr.msg_namelen = length;
+    }
     headers_[count_].msg_hdr.msg_iov = &iov_[count_];
     headers_[count_].msg_hdr.msg_iovlen = 1;
     tags_[count_] = tag;

@@ -20,6 +20,8 @@ Do53UdpUpstream::Do53UdpUpstream(int fd, const Endpoint& resolver) noexcept
   resolver_length_ = resolver_.to_sockaddr(resolver_address_);
   const int flags = fcntl(fd_, F_GETFL);
   if (flags >= 0) fcntl(fd_, F_SETFL, flags | O_NONBLOCK);
+  connected_ =
+      connect(fd_, reinterpret_cast<const sockaddr*>(&resolver_address_), resolver_length_) == 0;
   const int on = 1;
   if (resolver_.family() == AF_INET6) {
     setsockopt(fd_, IPPROTO_IPV6, IPV6_RECVERR, &on, sizeof on);
@@ -30,9 +32,7 @@ Do53UdpUpstream::Do53UdpUpstream(int fd, const Endpoint& resolver) noexcept
 
 int Do53UdpUpstream::send(std::span<const std::uint8_t> query) const noexcept {
   while (true) {
-    const ssize_t sent =
-        sendto(fd_, query.data(), query.size(), 0,
-               reinterpret_cast<const sockaddr*>(&resolver_address_), resolver_length_);
+    const ssize_t sent = sendto(fd_, query.data(), query.size(), 0, address(), address_length());
     if (sent >= 0) return 0;
     if (errno != EINTR) return errno;
   }

@@ -12,22 +12,27 @@
 
 namespace dnsgate {
 
-// Talks to one resolver over a UDP socket the caller bound. ICMP errors are
-// asked for with IP_RECVERR/IPV6_RECVERR: the kernel hands back the payload
-// of the datagram that failed, whose id says which query the resolver
-// cannot be reached for, so an unreachable upstream is reported at once
-// rather than after the timeout.
+// Talks to one resolver over a UDP socket the caller bound. The socket is
+// connected to the resolver: the kernel then drops datagrams from any other
+// address or port before they are read, and sends skip the route lookup.
+// ICMP errors are asked for with IP_RECVERR/IPV6_RECVERR: the kernel hands
+// back the payload of the datagram that failed, whose id says which query
+// the resolver cannot be reached for, so an unreachable upstream is
+// reported at once rather than after the timeout.
 class Do53UdpUpstream {
  public:
-  // Makes `fd` non-blocking and enables error reporting; does not own it.
+  // Makes `fd` non-blocking, connects it to the resolver (if that fails,
+  // every send names the resolver instead) and enables error reporting;
+  // does not own it.
   Do53UdpUpstream(int fd, const Endpoint& resolver) noexcept;
 
   int fd() const noexcept { return fd_; }
   const Endpoint& resolver() const noexcept { return resolver_; }
+  // The destination to give sendto/sendmmsg: none when connected.
   const sockaddr* address() const noexcept {
-    return reinterpret_cast<const sockaddr*>(&resolver_address_);
+    return connected_ ? nullptr : reinterpret_cast<const sockaddr*>(&resolver_address_);
   }
-  socklen_t address_length() const noexcept { return resolver_length_; }
+  socklen_t address_length() const noexcept { return connected_ ? 0 : resolver_length_; }
 
   // 0 on success, else the errno of the failed send.
   int send(std::span<const std::uint8_t> query) const noexcept;
@@ -44,6 +49,7 @@ class Do53UdpUpstream {
   Endpoint resolver_;
   sockaddr_storage resolver_address_{};
   socklen_t resolver_length_ = 0;
+  bool connected_ = false;
 };
 
 // True when an upstream response answers the question that was sent: same

@@ -217,6 +217,7 @@ SPOOFS = {
     "no_question": spoof_no_question,
     "garbage": spoof_garbage,
 }
+FROM_ELSEWHERE = {"other_port", "other_address"}
 
 
 @pytest.mark.parametrize("kind", list(SPOOFS))
@@ -236,7 +237,10 @@ def test_spoofed_answer_never_reaches_the_workload(dnsgate, upstream, kind):
     (ev,) = gate.events(1)
     check_event(ev, r, action="forward", reasonCode="allowed", rcode="NOERROR", answerCount=1)
     stats = gate.stop()
-    assert stats["unsolicitedUpstream"] == 1, f"{kind}: discarded answer not counted: {stats}"
+    # dnsgate's upstream socket is connected to the resolver: the kernel
+    # drops what comes from elsewhere before dnsgate could count it.
+    counted = 0 if kind in FROM_ELSEWHERE else 1
+    assert stats["unsolicitedUpstream"] == counted, f"{kind}: discarded answer miscounted: {stats}"
     assert stats["relayed"] == 1
 
 
@@ -254,7 +258,7 @@ def test_only_spoofs_then_timeout(dnsgate, upstream):
     (ev,) = gate.events(1)
     servfail_event(ev, r, "upstream_timeout", upstream.address)
     stats = gate.stop()
-    assert stats["unsolicitedUpstream"] == len(SPOOFS)
+    assert stats["unsolicitedUpstream"] == len(SPOOFS) - len(FROM_ELSEWHERE)
 
 
 def test_answer_for_an_id_not_in_flight_is_counted(dnsgate, upstream):
