@@ -2,8 +2,12 @@
 // interface it hands records to, and the CloudEvents formatting.
 #pragma once
 
+#include <array>
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
+#include <optional>
+#include <random>
 #include <string>
 #include <string_view>
 
@@ -75,7 +79,7 @@ class DnsQueryEmitter {
 
   // Called by the DNS loop once per turn, before it takes more queries. A
   // sink whose queue is filling because its writer gets too little CPU (the
-  // loop keeps the CPU they share busy) blocks here, for at most `limit`,
+  // loop keeps a CPU they share busy) blocks here, for at most `limit`,
   // until the writer has caught up, and returns true: the proxy slows down
   // rather than lose audit records. A sink stalled on its output (a reader
   // that stopped reading) does not wait: waiting would not help, it drops.
@@ -87,15 +91,90 @@ class DnsQueryEmitter {
 
 inline constexpr std::string_view kEventType = "dev.dnsgate.dns_query";
 
-// One CloudEvents 1.0 structured-mode JSON object on one line (no newline).
-// `event_id` must be unique per event (the sinks use a random UUID v4).
+// Random RFC 9562 version 4 UUIDs, lower-case hex, for event ids.
+//
+// Neither copyable nor movable: a copy would repeat the original's ids.
+class EventIdGenerator {
+ public:
+  static constexpr std::size_t kLength = 36;
+
+  // The generator's whole state comes from getrandom(2), so two processes,
+  // two restarts or two generators of one process do not share a sequence.
+  EventIdGenerator() noexcept;
+  EventIdGenerator(const EventIdGenerator&) = delete;
+  EventIdGenerator& operator=(const EventIdGenerator&) = delete;
+
+  // Writes exactly kLength characters at `out`, no terminating NUL.
+  void write(char* out) noexcept;
+  std::string next();
+
+ private:
+  std::mt19937_64 bits_;
+};
+
+// Formats the events of one sink: what is the same for every event of the
+// sink (the cell, `source`, the upstream's address, the time down to the
+// second) is formatted once and copied after that. One writer thread only.
+class CloudEventFormatter {
+ public:
+  explicit CloudEventFormatter(std::string_view cell);
+  CloudEventFormatter(const CloudEventFormatter&) = delete;
+  CloudEventFormatter& operator=(const CloudEventFormatter&) = delete;
+
+  // One CloudEvents 1.0 structured-mode JSON object on one line (no
+  // newline) appended to `out`, with a fresh random UUID v4 as its id.
+  // Throws only std::bad_alloc, and leaves `out` as it was when it does.
+  void append(std::string& out, const QueryRecord& record);
+  // The same with a given id, which must be unique per event.
+  void append(std::string& out, const QueryRecord& record, std::string_view event_id);
+
+ private:
+  // inet_ntop's text for the last IPv6 address seen in one field: a client
+  // usually sends many queries, and one inet_ntop costs about as much as
+  // formatting the rest of the event.
+  struct Ipv6Text {
+    bool valid = false;
+    std::array<std::uint8_t, 16> address{};
+    std::array<char, 48> text{};
+    std::size_t size = 0;
+  };
+  struct EndpointText {
+    bool valid = false;
+    Endpoint endpoint;
+    std::array<char, 64> text{};
+    std::size_t size = 0;
+  };
+
+  void append_event(std::string& out, const QueryRecord& record, const std::string_view* event_id);
+  char* write_endpoint(char* at, const Endpoint& endpoint, Ipv6Text& cache) noexcept;
+  char* write_time(char* at, std::chrono::system_clock::time_point time) noexcept;
+
+  std::string after_id_;          // `","source":"dnsgate/cells/<cell>",...,"time":"`
+  std::string before_transport_;  // `,"data":{"cell":"<cell>","transport":"`
+
+  bool has_second_ = false;
+  std::chrono::sys_seconds second_{};
+  std::array<char, 48> second_text_{};  // `YYYY-MM-DDTHH:MM:SS`
+  std::size_t second_size_ = 0;
+
+  Ipv6Text client_ipv6_;
+  Ipv6Text upstream_ipv6_;
+  EndpointText upstream_;
+
+  // Seeded on the first event that needs an id: a formatter given its ids
+  // never pays for getrandom(2).
+  std::optional<EventIdGenerator> ids_;
+};
+
+// One-off forms of CloudEventFormatter::append, for tests and tools: each
+// call formats the cell again. `event_id` must be unique per event.
 std::string format_cloud_event(const QueryRecord& record, std::string_view cell,
                                std::string_view event_id);
 // The same line appended to `out`, so a writer can batch lines in one buffer.
 void append_cloud_event(std::string& out, const QueryRecord& record, std::string_view cell,
                         std::string_view event_id);
 
-// A random RFC 4122 version 4 UUID, lower-case hex.
+// A random RFC 9562 version 4 UUID, lower-case hex, from a generator per thread.
 std::string random_uuid_v4();
 
 }  // namespace dnsgate

@@ -1,10 +1,20 @@
 // CloudEvents 1.0 structured-mode JSON for one query record, and the event ids.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <array>
+#include <atomic>
+#include <bit>
+#include <cerrno>
 #include <charconv>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <random>
 #include <string>
 #include <string_view>
@@ -86,161 +96,616 @@ std::size_t utf8_sequence_length(std::string_view text, std::size_t at) noexcept
   return 0;
 }
 
-// The body of a JSON string (RFC 8259 section 7), without the quotes. Invalid
-// UTF-8 becomes U+FFFD rather than an error: one odd byte in a config value
-// must never cost the audit trail an event, nor make a line a reader rejects.
-void append_json_escaped(std::string& out, std::string_view text) {
+// ASCII octets a JSON string carries as they are. DEL (0x7F) is one of them:
+// RFC 8259 requires escaping below 0x20 only.
+constexpr std::array<bool, 256> kJsonPlain = [] {
+  std::array<bool, 256> plain{};
+  for (std::size_t c = 0x20; c < 0x80; ++c) {
+    plain[c] = c != '"' && c != '\\';
+  }
+  return plain;
+}();
+
+// The most write_json_escaped writes per octet of its input (`\u00XX`).
+constexpr std::size_t kJsonEscapedPerOctet = 6;
+
+// The body of a JSON string (RFC 8259 section 7), without the quotes, at
+// `at`, which has room for kJsonEscapedPerOctet octets per octet of `text`.
+// Invalid UTF-8 becomes U+FFFD rather than an error: one odd byte in a config
+// value must never cost the audit trail an event, nor make a line a reader
+// rejects. Octets that need nothing are copied a run at a time.
+char* write_json_escaped(char* at, std::string_view text) noexcept {
   static constexpr std::string_view kHex = "0123456789abcdef";
-  std::size_t at = 0;
-  while (at < text.size()) {
-    const auto octet = static_cast<std::uint8_t>(text[at]);
-    if (octet >= 0x80) {
-      const std::size_t length = utf8_sequence_length(text, at);
-      if (length == 0) {
-        out += "\xEF\xBF\xBD";
-        ++at;
-      } else {
-        out.append(text.substr(at, length));
-        at += length;
-      }
+  const char* const data = text.data();
+  std::size_t run = 0;  // the first octet of the unchanged run not yet written
+  std::size_t i = 0;
+  const auto flush_run = [&] {
+    if (i > run) {
+      std::memcpy(at, data + run, i - run);
+      at += i - run;
+    }
+  };
+  while (i < text.size()) {
+    const auto octet = static_cast<std::uint8_t>(data[i]);
+    if (kJsonPlain[octet]) {
+      ++i;
       continue;
     }
+    if (octet >= 0x80) {
+      const std::size_t length = utf8_sequence_length(text, i);
+      if (length != 0) {
+        i += length;
+        continue;
+      }
+    }
+    flush_run();
     switch (octet) {
       case '"':
-        out += "\\\"";
+        at = std::copy_n("\\\"", 2, at);
         break;
       case '\\':
-        out += "\\\\";
+        at = std::copy_n("\\\\", 2, at);
         break;
       case '\n':
-        out += "\\n";
+        at = std::copy_n("\\n", 2, at);
         break;
       case '\r':
-        out += "\\r";
+        at = std::copy_n("\\r", 2, at);
         break;
       case '\t':
-        out += "\\t";
+        at = std::copy_n("\\t", 2, at);
         break;
       default:
         if (octet < 0x20) {
-          out += "\\u00";
-          out += kHex[octet >> 4];
-          out += kHex[octet & 0x0F];
+          at = std::copy_n("\\u00", 4, at);
+          *at++ = kHex[octet >> 4];
+          *at++ = kHex[octet & 0x0F];
         } else {
-          out += static_cast<char>(octet);
+          at = std::copy_n("\xEF\xBF\xBD", 3, at);
         }
     }
-    ++at;
+    ++i;
+    run = i;
   }
+  flush_run();
+  return at;
 }
 
-void append_json_string(std::string& out, std::string_view text) {
-  out += '"';
-  append_json_escaped(out, text);
-  out += '"';
+std::string json_escaped(std::string_view text) {
+  std::string escaped(text.size() * kJsonEscapedPerOctet, '\0');
+  escaped.resize(
+      static_cast<std::size_t>(write_json_escaped(escaped.data(), text) - escaped.data()));
+  return escaped;
 }
 
-void append_number(std::string& out, std::uint64_t value) {
-  std::array<char, 24> digits{};
-  const auto result = std::to_chars(digits.data(), digits.data() + digits.size(), value);
-  out.append(digits.data(), result.ptr);
-}
+// A name another module defines (an action, an RR type, an rcode...), already
+// escaped for JSON, in a fixed slot: the hot path copies it without calling
+// the module's function, which for RR types searches a list and builds a
+// std::string.
+struct JsonName {
+  static constexpr std::uint8_t kMissing = 0xFF;
+  std::array<char, 23> text{};
+  std::uint8_t size = kMissing;  // kMissing: longer than the slot, ask name_of
+};
 
-// RFC 3339 in UTC with exactly six fractional digits ("...T09:00:00.123456Z"):
-// a fixed width keeps the lines sortable as text, and microseconds are what
-// the latencies are measured in.
-void append_utc_microseconds(std::string& out, std::chrono::system_clock::time_point time) {
-  using namespace std::chrono;
-  // floor, not duration_cast: a time before 1970 must not round towards it.
-  const auto micros = floor<microseconds>(time);
-  const auto day = floor<days>(micros);
-  const year_month_day date{day};
-  const hh_mm_ss clock{micros - day};
-  std::array<char, 48> text{};
-  const int length = std::snprintf(
-      text.data(), text.size(), "%04d-%02u-%02uT%02d:%02d:%02d.%06lldZ",
-      static_cast<int>(date.year()), static_cast<unsigned>(date.month()),
-      static_cast<unsigned>(date.day()), static_cast<int>(clock.hours().count()),
-      static_cast<int>(clock.minutes().count()), static_cast<int>(clock.seconds().count()),
-      static_cast<long long>(clock.subseconds().count()));
-  if (length > 0) {
-    out.append(text.data(), std::min(static_cast<std::size_t>(length), text.size() - 1));
+template <std::size_t Codes, class NameOf>
+std::array<JsonName, Codes> json_names(NameOf name_of) {
+  std::array<JsonName, Codes> table{};
+  for (std::size_t code = 0; code < Codes; ++code) {
+    const std::string escaped = json_escaped(name_of(code));
+    if (escaped.size() <= table[code].text.size()) {
+      std::copy(escaped.begin(), escaped.end(), table[code].text.begin());
+      table[code].size = static_cast<std::uint8_t>(escaped.size());
+    }
   }
+  return table;
+}
+
+// Codes beyond the table, or names too long for a slot, take the slow path
+// through `spill`; the result is exactly the escaped name either way.
+template <std::size_t Codes, class NameOf>
+std::string_view json_name(const std::array<JsonName, Codes>& table, std::size_t code,
+                           NameOf name_of, std::string& spill) {
+  if (code < Codes && table[code].size != JsonName::kMissing) {
+    return {table[code].text.data(), table[code].size};
+  }
+  spill = json_escaped(name_of(code));
+  return spill;
+}
+
+// The tables are the same for every formatter; built on first use, then
+// only read. The enums have a handful of values, 32 leaves room to grow;
+// every named RR type is below 512.
+constexpr std::size_t kEnumCodes = 32;
+constexpr std::size_t kTypeCodes = 512;
+constexpr std::size_t kClassCodes = 256;
+constexpr std::size_t kRcodeCodes = 256;
+
+std::string_view transport_name(std::size_t code) {
+  return to_string(static_cast<Transport>(code));
+}
+std::string_view action_name(std::size_t code) {
+  return to_string(static_cast<QueryAction>(code));
+}
+std::string_view reason_name(std::size_t code) {
+  return to_string(static_cast<ReasonCode>(code));
+}
+std::string_view parse_error_name(std::size_t code) {
+  return to_string(static_cast<ParseError>(code));
+}
+std::string type_name(std::size_t code) {
+  return qtype_to_string(static_cast<std::uint16_t>(code));
+}
+std::string class_name(std::size_t code) {
+  return qclass_to_string(static_cast<std::uint16_t>(code));
+}
+std::string rcode_name(std::size_t code) {
+  return rcode_to_string(static_cast<std::uint8_t>(code));
+}
+
+struct NameTables {
+  std::array<JsonName, kEnumCodes> transports = json_names<kEnumCodes>(transport_name);
+  std::array<JsonName, kEnumCodes> actions = json_names<kEnumCodes>(action_name);
+  std::array<JsonName, kEnumCodes> reasons = json_names<kEnumCodes>(reason_name);
+  std::array<JsonName, kEnumCodes> parse_errors = json_names<kEnumCodes>(parse_error_name);
+  std::array<JsonName, kTypeCodes> types = json_names<kTypeCodes>(type_name);
+  std::array<JsonName, kClassCodes> classes = json_names<kClassCodes>(class_name);
+  std::array<JsonName, kRcodeCodes> rcodes = json_names<kRcodeCodes>(rcode_name);
+};
+
+const NameTables& name_tables() {
+  static const NameTables tables;
+  return tables;
+}
+
+// One octet of a label as the JSON text of the name's presentation form
+// (QueryName::append_to, then JSON escaping), in one step: octets outside
+// 0x21-0x7E as `\DDD`, `.\"();@$` with a backslash, and then every backslash
+// doubled and `"` escaped for JSON. Octet 7 holds the length: the writer
+// copies all 8 and advances by that many, one store and no branch per octet.
+constexpr std::array<std::array<char, 8>, 256> kLabelOctetJson = [] {
+  std::array<std::array<char, 8>, 256> table{};
+  for (std::size_t c = 0; c < 256; ++c) {
+    auto& entry = table[c];
+    const auto octet = static_cast<char>(c);
+    if (c < 0x21 || c > 0x7E) {
+      entry = {'\\', '\\', static_cast<char>('0' + c / 100), static_cast<char>('0' + c / 10 % 10),
+               static_cast<char>('0' + c % 10)};
+      entry[7] = 5;
+    } else if (c == '"' || c == '\\') {
+      entry = {'\\', '\\', '\\', octet};
+      entry[7] = 4;
+    } else if (c == '.' || c == '(' || c == ')' || c == ';' || c == '@' || c == '$') {
+      entry = {'\\', '\\', octet};
+      entry[7] = 3;
+    } else {
+      entry = {octet};
+      entry[7] = 1;
+    }
+  }
+  return table;
+}();
+
+// The most one wire octet of a name becomes: `\\DDD`.
+constexpr std::size_t kNameJsonPerOctet = 5;
+
+char* write_name_json(char* at, const QueryName& name) noexcept {
+  if (name.is_root()) {
+    *at++ = '.';
+    return at;
+  }
+  const auto wire = name.wire();
+  std::size_t i = 0;
+  while (i < wire.size() && wire[i] != 0) {
+    if (i != 0) {
+      *at++ = '.';
+    }
+    const std::size_t end = std::min(wire.size(), i + 1 + wire[i]);
+    for (++i; i < end; ++i) {
+      const auto& json = kLabelOctetJson[wire[i]];
+      std::memcpy(at, json.data(), json.size());
+      at += json[7];
+    }
+  }
+  return at;
+}
+
+// "0".."255", length in octet 3; written like kLabelOctetJson.
+constexpr std::array<std::array<char, 4>, 256> kDecimalOctet = [] {
+  std::array<std::array<char, 4>, 256> table{};
+  for (std::size_t n = 0; n < 256; ++n) {
+    std::size_t size = 0;
+    if (n >= 100) table[n][size++] = static_cast<char>('0' + n / 100);
+    if (n >= 10) table[n][size++] = static_cast<char>('0' + n / 10 % 10);
+    table[n][size++] = static_cast<char>('0' + n % 10);
+    table[n][3] = static_cast<char>(size);
+  }
+  return table;
+}();
+
+constexpr std::array<char, 200> kTwoDigits = [] {
+  std::array<char, 200> digits{};
+  for (std::size_t n = 0; n < 100; ++n) {
+    digits[2 * n] = static_cast<char>('0' + n / 10);
+    digits[2 * n + 1] = static_cast<char>('0' + n % 10);
+  }
+  return digits;
+}();
+
+char* write_two_digits(char* at, std::uint32_t value) noexcept {
+  std::memcpy(at, kTwoDigits.data() + 2 * value, 2);
+  return at + 2;
+}
+
+char* write_number(char* at, std::uint32_t value) noexcept {
+  // Room for any uint32_t is part of the caller's bound.
+  return std::to_chars(at, at + 10, value).ptr;
+}
+
+template <std::size_t N>
+char* write_literal(char* at, const char (&text)[N]) noexcept {
+  std::memcpy(at, text, N - 1);
+  return at + (N - 1);
+}
+
+char* write_text(char* at, std::string_view text) noexcept {
+  std::memcpy(at, text.data(), text.size());
+  return at + text.size();
+}
+
+// 16 lower-case hex digits of `value`, most significant first, without a
+// table walk: each nibble is spread into an octet of its own, then turned
+// into its digit for all eight octets of a word at once.
+void write_hex(char* out, std::uint64_t value) noexcept {
+  const auto digits = [](std::uint32_t half) {
+    std::uint64_t x = half;
+    x = (x | (x << 16)) & 0x0000FFFF0000FFFFULL;
+    x = (x | (x << 8)) & 0x00FF00FF00FF00FFULL;
+    x = (x | (x << 4)) & 0x0F0F0F0F0F0F0F0FULL;  // nibble i in octet i
+    // Octets holding 10-15 get 0x27 more, which takes '0'+10 to 'a'.
+    const std::uint64_t letters = ((x + 0x0606060606060606ULL) >> 4) & 0x0101010101010101ULL;
+    x += 0x3030303030303030ULL + letters * 0x27;
+    if constexpr (std::endian::native == std::endian::little) {
+      x = __builtin_bswap64(x);
+    }
+    return x;
+  };
+  const std::uint64_t high = digits(static_cast<std::uint32_t>(value >> 32));
+  const std::uint64_t low = digits(static_cast<std::uint32_t>(value));
+  std::memcpy(out, &high, 8);
+  std::memcpy(out + 8, &low, 8);
+}
+
+// A seed sequence that fills the engine's whole state (19,968 bits for
+// mt19937_64) from the kernel's CSPRNG; std::seed_seq would stretch 256 bits.
+class OsSeed {
+ public:
+  using result_type = std::uint_least32_t;
+
+  template <class Iterator>
+  void generate(Iterator first, Iterator last) noexcept {
+    std::array<result_type, 64> words{};
+    while (first != last) {
+      fill(words.data(), sizeof words);
+      for (std::size_t i = 0; i < words.size() && first != last; ++i) {
+        *first++ = words[i];
+      }
+    }
+  }
+
+ private:
+  // getrandom(2) blocks only until the kernel's pool is first initialised, and
+  // returns requests of at most 256 octets whole. Should it be unavailable (a
+  // seccomp filter, a pre-3.17 kernel), clocks, ids and addresses mixed by
+  // splitmix64 still make generators of distinct processes and threads
+  // differ, though not unpredictably.
+  void fill(void* buffer, std::size_t size) noexcept {
+    auto* octets = static_cast<unsigned char*>(buffer);
+    while (size > 0) {
+      const ssize_t got = ::getrandom(octets, size, 0);
+      if (got > 0) {
+        octets += got;
+        size -= static_cast<std::size_t>(got);
+      } else if (got < 0 && errno == EINTR) {
+        continue;
+      } else {
+        break;
+      }
+    }
+    if (size == 0) {
+      return;
+    }
+    static std::atomic<std::uint64_t> calls{0};
+    std::uint64_t state =
+        static_cast<std::uint64_t>(std::chrono::system_clock::now().time_since_epoch().count()) ^
+        (static_cast<std::uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count())
+         << 1) ^
+        (static_cast<std::uint64_t>(::getpid()) << 32) ^ static_cast<std::uint64_t>(::gettid()) ^
+        reinterpret_cast<std::uintptr_t>(buffer) ^
+        (calls.fetch_add(1, std::memory_order_relaxed) * 0x9E3779B97F4A7C15ULL);
+    for (std::size_t i = 0; i < size; ++i) {
+      std::uint64_t z = (state += 0x9E3779B97F4A7C15ULL);
+      z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+      z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+      octets[i] = static_cast<unsigned char>(z ^ (z >> 31));
+    }
+  }
+};
+
+std::mt19937_64 os_seeded_engine() noexcept {
+  OsSeed seed;
+  return std::mt19937_64(seed);
 }
 
 }  // namespace
 
+EventIdGenerator::EventIdGenerator() noexcept : bits_(os_seeded_engine()) {}
+
+void EventIdGenerator::write(char* out) noexcept {
+  // RFC 9562 section 5.4, octets counted from the most significant of
+  // `high`: version 4 in the high nibble of octet 6, variant 0b10 in the two
+  // high bits of octet 8. The other 122 bits are the generator's.
+  std::uint64_t high = bits_();
+  std::uint64_t low = bits_();
+  high = (high & ~0xF000ULL) | 0x4000ULL;
+  low = (low & ~(0xC0ULL << 56)) | (0x80ULL << 56);
+  std::array<char, 32> hex;
+  write_hex(hex.data(), high);
+  write_hex(hex.data() + 16, low);
+  // 8-4-4-4-12
+  std::memcpy(out, hex.data(), 8);
+  out[8] = '-';
+  std::memcpy(out + 9, hex.data() + 8, 4);
+  out[13] = '-';
+  std::memcpy(out + 14, hex.data() + 12, 4);
+  out[18] = '-';
+  std::memcpy(out + 19, hex.data() + 16, 4);
+  out[23] = '-';
+  std::memcpy(out + 24, hex.data() + 20, 12);
+}
+
+std::string EventIdGenerator::next() {
+  std::string id(kLength, '\0');
+  write(id.data());
+  return id;
+}
+
+CloudEventFormatter::CloudEventFormatter(std::string_view cell) {
+  const std::string escaped_cell = json_escaped(cell);
+  after_id_.append(R"(","source":"dnsgate/cells/)");
+  after_id_.append(escaped_cell);
+  after_id_.append(R"(","type":")");
+  after_id_.append(json_escaped(kEventType));
+  after_id_.append(R"(","time":")");
+  before_transport_.append(R"(,"data":{"cell":")");
+  before_transport_.append(escaped_cell);
+  before_transport_.append(R"(","transport":")");
+}
+
+// RFC 3339 in UTC with exactly six fractional digits ("...T09:00:00.123456Z"):
+// a fixed width keeps the lines sortable as text, and microseconds are what
+// the latencies are measured in. Events come in bursts within one second, so
+// the date and clock are formatted once per second, the fraction per event.
+char* CloudEventFormatter::write_time(char* at,
+                                      std::chrono::system_clock::time_point time) noexcept {
+  using namespace std::chrono;
+  // floor, not duration_cast: a time before 1970 must not round towards it.
+  const auto micros = floor<microseconds>(time);
+  const auto second = floor<seconds>(micros);
+  if (!has_second_ || second != second_) {
+    const auto day = floor<days>(second);
+    const year_month_day date{day};
+    const hh_mm_ss clock{second - day};
+    const int length = std::snprintf(
+        second_text_.data(), second_text_.size(), "%04d-%02u-%02uT%02d:%02d:%02d",
+        static_cast<int>(date.year()), static_cast<unsigned>(date.month()),
+        static_cast<unsigned>(date.day()), static_cast<int>(clock.hours().count()),
+        static_cast<int>(clock.minutes().count()), static_cast<int>(clock.seconds().count()));
+    second_size_ =
+        length > 0 ? std::min(static_cast<std::size_t>(length), second_text_.size() - 1) : 0;
+    second_ = second;
+    has_second_ = true;
+  }
+  at = write_text(at, {second_text_.data(), second_size_});
+  const auto fraction = static_cast<std::uint32_t>((micros - second).count());  // 0-999999
+  *at++ = '.';
+  at = write_two_digits(at, fraction / 10000);
+  at = write_two_digits(at, fraction / 100 % 100);
+  at = write_two_digits(at, fraction % 100);
+  *at++ = 'Z';
+  return at;
+}
+
+// "127.0.0.1:40312" or "[::1]:40312", as Endpoint::to_string writes it.
+char* CloudEventFormatter::write_endpoint(char* at, const Endpoint& endpoint,
+                                          Ipv6Text& cache) noexcept {
+  sockaddr_storage storage;
+  endpoint.to_sockaddr(storage);
+  if (endpoint.family() == AF_INET6) {
+    sockaddr_in6 in6;
+    std::memcpy(&in6, &storage, sizeof in6);
+    if (!cache.valid || std::memcmp(cache.address.data(), &in6.sin6_addr, 16) != 0) {
+      // RFC 5952's shortest form, exactly as Endpoint::to_string has it.
+      std::array<char, INET6_ADDRSTRLEN> text{};
+      ::inet_ntop(AF_INET6, &in6.sin6_addr, text.data(), text.size());
+      cache.size = std::strlen(text.data());
+      std::memcpy(cache.text.data(), text.data(), cache.size);
+      std::memcpy(cache.address.data(), &in6.sin6_addr, 16);
+      cache.valid = true;
+    }
+    *at++ = '[';
+    at = write_text(at, {cache.text.data(), cache.size});
+    *at++ = ']';
+  } else {
+    sockaddr_in in4;
+    std::memcpy(&in4, &storage, sizeof in4);
+    std::array<std::uint8_t, 4> octets;
+    std::memcpy(octets.data(), &in4.sin_addr, 4);
+    for (std::size_t i = 0; i < 4; ++i) {
+      if (i != 0) {
+        *at++ = '.';
+      }
+      const auto& decimal = kDecimalOctet[octets[i]];
+      std::memcpy(at, decimal.data(), decimal.size());
+      at += decimal[3];
+    }
+  }
+  *at++ = ':';
+  return write_number(at, endpoint.port());
+}
+
+void CloudEventFormatter::append(std::string& out, const QueryRecord& record) {
+  append_event(out, record, nullptr);
+}
+
+void CloudEventFormatter::append(std::string& out, const QueryRecord& record,
+                                 std::string_view event_id) {
+  append_event(out, record, &event_id);
+}
+
 // Built by hand rather than through a JSON tree: the writer thread formats
 // every query the proxy sees, and a tree of small allocations per event cost
-// an order of magnitude more than the DNS work it describes. The escaping
-// above is the only part that needs care; the tests parse the output back
-// with nlohmann::json.
+// an order of magnitude more than the DNS work it describes. The line is
+// written through a pointer into room reserved for the longest line this
+// record can make, so no write checks for space; the tests compare the output
+// byte for byte with the formatter this one replaced.
+void CloudEventFormatter::append_event(std::string& out, const QueryRecord& record,
+                                       const std::string_view* event_id) {
+  const NameTables& names = name_tables();
+  // A spill_ string holds a name the tables do not (rare); otherwise it stays
+  // empty and allocates nothing.
+  std::string spill;
+  const std::string_view transport = json_name(
+      names.transports, static_cast<std::size_t>(record.transport), transport_name, spill);
+  std::string spill_action;
+  const std::string_view action =
+      json_name(names.actions, static_cast<std::size_t>(record.action), action_name, spill_action);
+  std::string spill_reason;
+  const std::string_view reason =
+      json_name(names.reasons, static_cast<std::size_t>(record.reason), reason_name, spill_reason);
+  std::string spill_malformed;
+  const bool malformed = record.reason == ReasonCode::malformed_query;
+  const std::string_view parse_error =
+      malformed ? json_name(names.parse_errors, static_cast<std::size_t>(record.parse_error),
+                            parse_error_name, spill_malformed)
+                : std::string_view{};
+  std::string spill_type;
+  std::string spill_class;
+  std::string_view qtype;
+  std::string_view qclass;
+  if (record.has_question) {
+    qtype = json_name(names.types, record.qtype, type_name, spill_type);
+    qclass = json_name(names.classes, record.qclass, class_name, spill_class);
+  }
+  std::string spill_rcode;
+  const std::string_view rcode =
+      record.has_rcode ? json_name(names.rcodes, record.rcode, rcode_name, spill_rcode)
+                       : std::string_view{};
+
+  // Keys, punctuation, numbers and the time's fraction take about 300 octets
+  // of kFixedRoom; the rest is counted at its longest. What is left over
+  // covers the table writes, which store up to 7 octets past their text.
+  constexpr std::size_t kFixedRoom = 512;
+  constexpr std::size_t kEndpointRoom = 64;
+  const std::size_t name_room =
+      record.has_question ? record.qname.wire_length() * kNameJsonPerOctet : 0;
+  const std::size_t room =
+      kFixedRoom + after_id_.size() + before_transport_.size() +
+      (event_id != nullptr ? event_id->size() * kJsonEscapedPerOctet : EventIdGenerator::kLength) +
+      second_text_.size() + 2 * kEndpointRoom + 2 * name_room + transport.size() + action.size() +
+      reason.size() + parse_error.size() + qtype.size() + qclass.size() + rcode.size();
+
+  const std::size_t start = out.size();
+  // Nothing below throws: `out` ends up with the whole line or, had this
+  // thrown, as it was.
+  out.resize(start + room);
+  char* at = out.data() + start;
+
+  at = write_literal(at, R"({"specversion":"1.0","id":")");
+  if (event_id != nullptr) {
+    at = write_json_escaped(at, *event_id);
+  } else {
+    if (!ids_) {
+      ids_.emplace();
+    }
+    ids_->write(at);
+    at += EventIdGenerator::kLength;
+  }
+  at = write_text(at, after_id_);
+  at = write_time(at, record.received_at);
+  at = write_literal(at, R"(","datacontenttype":"application/json")");
+  // The name's JSON text is made once and copied for data.qname.
+  const char* name_json = nullptr;
+  std::size_t name_json_size = 0;
+  if (record.has_question) {
+    at = write_literal(at, R"(,"subject":")");
+    name_json = at;
+    at = write_name_json(at, record.qname);
+    name_json_size = static_cast<std::size_t>(at - name_json);
+    *at++ = '"';
+  }
+
+  at = write_text(at, before_transport_);
+  at = write_text(at, transport);
+  at = write_literal(at, R"(","client":")");
+  at = write_endpoint(at, record.client, client_ipv6_);
+  at = write_literal(at, R"(","size":)");
+  at = write_number(at, record.size);
+  if (record.has_transaction_id) {
+    at = write_literal(at, R"(,"transactionId":)");
+    at = write_number(at, record.transaction_id);
+  }
+  if (record.has_question) {
+    at = write_literal(at, R"(,"qname":")");
+    at = write_text(at, {name_json, name_json_size});
+    at = write_literal(at, R"(","qtype":")");
+    at = write_text(at, qtype);
+    at = write_literal(at, R"(","qclass":")");
+    at = write_text(at, qclass);
+    *at++ = '"';
+  }
+  at = write_literal(at, R"(,"action":")");
+  at = write_text(at, action);
+  at = write_literal(at, R"(","reasonCode":")");
+  at = write_text(at, reason);
+  *at++ = '"';
+  if (malformed) {
+    at = write_literal(at, R"(,"malformedReason":")");
+    at = write_text(at, parse_error);
+    *at++ = '"';
+  }
+  at = write_literal(at, R"(,"rcode":)");
+  if (record.has_rcode) {
+    *at++ = '"';
+    at = write_text(at, rcode);
+    *at++ = '"';
+  } else {
+    at = write_literal(at, "null");
+  }
+  at = write_literal(at, R"(,"answerCount":)");
+  at = write_number(at, record.answer_count);
+  if (record.has_upstream) {
+    // The upstream is the same resolver event after event.
+    if (!upstream_.valid || !(upstream_.endpoint == record.upstream)) {
+      upstream_.size = static_cast<std::size_t>(
+          write_endpoint(upstream_.text.data(), record.upstream, upstream_ipv6_) -
+          upstream_.text.data());
+      upstream_.endpoint = record.upstream;
+      upstream_.valid = true;
+    }
+    at = write_literal(at, R"(,"upstream":")");
+    at = write_text(at, {upstream_.text.data(), upstream_.size});
+    *at++ = '"';
+  }
+  at = write_literal(at, R"(,"latencyUs":)");
+  at = write_number(at, record.latency_us);
+  at = write_literal(at, "}}");
+  out.resize(static_cast<std::size_t>(at - out.data()));
+}
+
 void append_cloud_event(std::string& out, const QueryRecord& record, std::string_view cell,
                         std::string_view event_id) {
-  // Presentation format is printable ASCII, but `"` and `\` appear in it and
-  // must be escaped again for JSON.
-  std::string qname;
-  if (record.has_question) {
-    record.qname.append_to(qname);
-  }
-
-  out += R"({"specversion":"1.0","id":)";
-  append_json_string(out, event_id);
-  out += R"(,"source":"dnsgate/cells/)";
-  append_json_escaped(out, cell);
-  out += R"(","type":)";
-  append_json_string(out, kEventType);
-  out += R"(,"time":")";
-  append_utc_microseconds(out, record.received_at);
-  out += R"(","datacontenttype":"application/json")";
-  if (record.has_question) {
-    out += R"(,"subject":)";
-    append_json_string(out, qname);
-  }
-
-  out += R"(,"data":{"cell":)";
-  append_json_string(out, cell);
-  out += R"(,"transport":)";
-  append_json_string(out, to_string(record.transport));
-  out += R"(,"client":)";
-  append_json_string(out, record.client.to_string());
-  out += R"(,"size":)";
-  append_number(out, record.size);
-  if (record.has_transaction_id) {
-    out += R"(,"transactionId":)";
-    append_number(out, record.transaction_id);
-  }
-  if (record.has_question) {
-    out += R"(,"qname":)";
-    append_json_string(out, qname);
-    out += R"(,"qtype":)";
-    append_json_string(out, qtype_to_string(record.qtype));
-    out += R"(,"qclass":)";
-    append_json_string(out, qclass_to_string(record.qclass));
-  }
-  out += R"(,"action":)";
-  append_json_string(out, to_string(record.action));
-  out += R"(,"reasonCode":)";
-  append_json_string(out, to_string(record.reason));
-  if (record.reason == ReasonCode::malformed_query) {
-    out += R"(,"malformedReason":)";
-    append_json_string(out, to_string(record.parse_error));
-  }
-  out += R"(,"rcode":)";
-  if (record.has_rcode) {
-    append_json_string(out, rcode_to_string(record.rcode));
-  } else {
-    out += "null";
-  }
-  out += R"(,"answerCount":)";
-  append_number(out, record.answer_count);
-  if (record.has_upstream) {
-    out += R"(,"upstream":)";
-    append_json_string(out, record.upstream.to_string());
-  }
-  out += R"(,"latencyUs":)";
-  append_number(out, record.latency_us);
-  out += "}}";
+  CloudEventFormatter(cell).append(out, record, event_id);
 }
 
 std::string format_cloud_event(const QueryRecord& record, std::string_view cell,
@@ -253,41 +718,8 @@ std::string format_cloud_event(const QueryRecord& record, std::string_view cell,
 
 std::string random_uuid_v4() {
   // One generator per thread: no lock, and no two threads share a sequence.
-  // Seeded from the OS with the generator's full state size, so ids from two
-  // processes (or two restarts) do not collide.
-  thread_local std::mt19937_64 generator = [] {
-    std::random_device device;
-    std::array<std::uint32_t, 8> seed{};
-    for (auto& word : seed) {
-      word = device();
-    }
-    std::seed_seq sequence(seed.begin(), seed.end());
-    return std::mt19937_64(sequence);
-  }();
-
-  std::array<std::uint8_t, 16> octets{};
-  for (std::size_t half = 0; half < 2; ++half) {
-    std::uint64_t bits = generator();
-    for (std::size_t i = 0; i < 8; ++i) {
-      octets[half * 8 + i] = static_cast<std::uint8_t>(bits >> (56 - 8 * i));
-    }
-  }
-  // RFC 9562 section 5.4: version 4 in the high nibble of octet 6, variant
-  // 0b10 in the two high bits of octet 8.
-  octets[6] = static_cast<std::uint8_t>((octets[6] & 0x0F) | 0x40);
-  octets[8] = static_cast<std::uint8_t>((octets[8] & 0x3F) | 0x80);
-
-  static constexpr std::string_view kHex = "0123456789abcdef";
-  std::string text;
-  text.reserve(36);
-  for (std::size_t i = 0; i < octets.size(); ++i) {
-    if (i == 4 || i == 6 || i == 8 || i == 10) {
-      text += '-';
-    }
-    text += kHex[octets[i] >> 4];
-    text += kHex[octets[i] & 0x0F];
-  }
-  return text;
+  thread_local EventIdGenerator generator;
+  return generator.next();
 }
 
 }  // namespace dnsgate

@@ -22,6 +22,7 @@
 #include <memory>
 #include <mutex>
 #include <new>
+#include <optional>
 #include <string_view>
 #include <system_error>
 #include <thread>
@@ -108,6 +109,8 @@ struct CloudEventSink::State {
   // A failed write can stop inside a line; the next batch then starts with a
   // newline, so the torn line stays one bad line instead of spoiling the next.
   bool output_mid_line = false;
+  // Set in open() (the cell is known only there); the writer's alone after.
+  std::optional<CloudEventFormatter> formatter;
 
   std::mutex close_mutex;
   bool closed = false;
@@ -215,7 +218,7 @@ void CloudEventSink::State::run_writer() noexcept {
       const QueryRecord& record = (*ring)[(first + i) % capacity];
       const std::size_t line_start = lines.size();
       try {
-        append_cloud_event(lines, record, options.cell, random_uuid_v4());
+        formatter->append(lines, record);
         lines += '\n';
         ++line_count;
       } catch (const std::exception&) {
@@ -262,6 +265,7 @@ std::unique_ptr<CloudEventSink> CloudEventSink::open(const EventSinkOptions& opt
                                                      std::string& error) {
   auto state = std::make_unique<State>();
   state->options = options;
+  state->formatter.emplace(state->options.cell);
   // A zero capacity or interval would make a sink that drops everything or
   // spins; the smallest useful values stand in for them.
   state->options.queue_capacity = std::max<std::size_t>(options.queue_capacity, 1);

@@ -1,6 +1,9 @@
-// format_cloud_event field by field, the enum names, and the event ids.
+// format_cloud_event field by field, the enum names, the event ids and the
+// formatter the writer uses (byte-for-byte checks against the old formatter
+// are in cloud_event_differential_test.cpp).
 #include <gtest/gtest.h>
 
+#include <array>
 #include <chrono>
 #include <cstdint>
 #include <string>
@@ -345,6 +348,62 @@ TEST(EventId, TenThousandAreAllDistinct) {
   for (int i = 0; i < 10000; ++i) {
     ASSERT_TRUE(seen.insert(random_uuid_v4()).second) << "duplicate after " << i;
   }
+}
+
+TEST(EventId, EveryRandomDigitTakesEveryValue) {
+  // A digit stuck at one value, or a hex conversion that skips some, shows
+  // up here: 4,000 ids give each of the 16 values of each digit about 250
+  // chances. The version digit is always 4, the variant digit one of 8-b.
+  EventIdGenerator ids;
+  std::array<std::array<int, 256>, EventIdGenerator::kLength> seen{};
+  for (int i = 0; i < 4000; ++i) {
+    std::array<char, EventIdGenerator::kLength> id{};
+    ids.write(id.data());
+    ASSERT_TRUE(has_shape({id.data(), id.size()}, kUuidV4)) << std::string(id.data(), id.size());
+    for (std::size_t at = 0; at < id.size(); ++at) {
+      ++seen[at][static_cast<unsigned char>(id[at])];
+    }
+  }
+  for (std::size_t at = 0; at < EventIdGenerator::kLength; ++at) {
+    std::string values;
+    for (int c = 0; c < 256; ++c) {
+      if (seen[at][c] > 0) values += static_cast<char>(c);
+    }
+    if (at == 8 || at == 13 || at == 18 || at == 23) {
+      EXPECT_EQ(values, "-") << at;
+    } else if (at == 14) {
+      EXPECT_EQ(values, "4") << at;
+    } else if (at == 19) {
+      EXPECT_EQ(values, "89ab") << at;
+    } else {
+      EXPECT_EQ(values, "0123456789abcdef") << at;
+    }
+  }
+}
+
+TEST(EventId, GeneratorsDoNotShareASequence) {
+  EventIdGenerator first;
+  EventIdGenerator second;
+  std::unordered_set<std::string> seen;
+  for (int i = 0; i < 1000; ++i) {
+    ASSERT_TRUE(seen.insert(first.next()).second);
+    ASSERT_TRUE(seen.insert(second.next()).second);
+  }
+}
+
+TEST(CloudEventFormatter, AppendsTheLineWithAFreshIdEachTime) {
+  CloudEventFormatter formatter("demo");
+  std::string out = "earlier\n";
+  formatter.append(out, forwarded_record());
+  out += '\n';
+  formatter.append(out, forwarded_record());
+  const std::string first = out.substr(8, out.find('\n', 8) - 8);
+  const std::string second = out.substr(out.find('\n', 8) + 1);
+  const Json one = Json::parse(first);
+  const Json two = Json::parse(second);
+  EXPECT_TRUE(has_shape(one["id"].get<std::string>(), kUuidV4)) << first;
+  EXPECT_NE(one["id"], two["id"]);
+  EXPECT_EQ(first, format_cloud_event(forwarded_record(), "demo", one["id"].get<std::string>()));
 }
 
 }  // namespace
