@@ -3,13 +3,16 @@
 // split the name into labels, refuse any label holding a byte other than an
 // ASCII letter, digit, '-' or '_', lower-case, then compare label lists with
 // each entry: a literal matches the same labels, "*.suffix" matches one or
-// more labels in front of the suffix and never the suffix itself.
+// more labels in front of the suffix and never the suffix itself. The batch
+// path (Allowlist::allows_batch) must agree too; wildcards at many label
+// counts give some names more probes than a batch keeps per name.
 //
 // Input: the first octet picks how the rest becomes a name.
 //   even: the rest is taken as a complete wire name (QueryName::from_wire);
 //   odd:  the rest is read as labels, each a length octet (mod 64, cut at
 //         the end of the input) and its octets, until 255 wire octets, so
 //         almost every input is a valid name to compare.
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <optional>
@@ -34,7 +37,8 @@ const std::vector<std::string> kEntries = {
     "*.a.b.c",        "_dmarc.example.com",
     "x-y.z",          "*.deep.x-y.z",
     "bücher.example", "*.0",
-    "*.ab",
+    "*.ab",           "*.d.c.b.a",
+    "*.e.d.c.b.a",    "f.e.d.c.b.a",
 };
 
 struct RefEntry {
@@ -54,6 +58,9 @@ const std::vector<RefEntry> kReference = {
     {false, {"xn--bcher-kva", "example"}},
     {true, {"0"}},
     {true, {"ab"}},
+    {true, {"d", "c", "b", "a"}},
+    {true, {"e", "d", "c", "b", "a"}},
+    {false, {"f", "e", "d", "c", "b", "a"}},
 };
 
 const Allowlist& allowlist() {
@@ -140,6 +147,13 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
                  name->to_string().c_str(), fast, slow);
   }
   FUZZ_CHECK(fast == slow);
+  // The batch path answers the same, among other names and repeated.
+  static const QueryName kOther = *QueryName::from_wire(std::vector<std::uint8_t>{
+      3, 'w', 'w', 'w', 7, 'e', 'x', 'a', 'm', 'p', 'l', 'e', 3, 'o', 'r', 'g', 0});
+  const std::array<const QueryName*, 3> batch = {&kOther, &*name, &*name};
+  std::array<bool, 3> allowed{};
+  allowlist().allows_batch(batch, allowed);
+  FUZZ_CHECK(allowed[0] && allowed[1] == slow && allowed[2] == slow);
   // The empty allowlist allows nothing.
   FUZZ_CHECK(!Allowlist{}.allows(*name));
   return 0;

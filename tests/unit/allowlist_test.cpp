@@ -2,15 +2,22 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <array>
+#include <cstddef>
 #include <cstdint>
 #include <initializer_list>
+#include <memory>
 #include <ostream>
+#include <span>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <variant>
 #include <vector>
 
 #include "dnsgate/name.hpp"
+#include "policy/name_hash.hpp"
 
 namespace dnsgate {
 namespace {
@@ -210,6 +217,21 @@ TEST(Allowlist, EmptyAllowlistAllowsNothing) {
   }
 }
 
+TEST(Allowlist, LiteralAndWildcardOfOneNameCountOnceEach) {
+  const Allowlist allowlist =
+      build_ok({"example.com", "*.example.com", "EXAMPLE.com.", "*.example.COM", "*.com"});
+  EXPECT_EQ(allowlist.literal_count(), 1u);
+  EXPECT_EQ(allowlist.wildcard_count(), 2u);
+  EXPECT_TRUE(allowlist.allows(name_of("example.com")));
+  EXPECT_TRUE(allowlist.allows(name_of("a.example.com")));
+  EXPECT_FALSE(allowlist.allows(name_of("com")));
+
+  const Allowlist wildcard_only = build_ok({"*.example.com", "other.com"});
+  EXPECT_FALSE(wildcard_only.allows(name_of("example.com")));
+  const Allowlist literal_only = build_ok({"example.com", "*.other.com"});
+  EXPECT_FALSE(literal_only.allows(name_of("a.example.com")));
+}
+
 TEST(Allowlist, CountsDeduplicateEquivalentEntries) {
   const Allowlist allowlist = build_ok({"a.com", "A.COM.", "a.com", "*.b.com", "*.B.com.", "c.com",
                                         "bücher.example", "xn--bcher-kva.example", "*.com"});
@@ -391,6 +413,201 @@ TEST(Allowlist, HundredThousandEntriesBuildAndMatch) {
   EXPECT_FALSE(allowlist.allows(name_of("host1.zone1.example")));  // odd ids are wildcards
   EXPECT_FALSE(allowlist.allows(name_of("a.w0.example")));         // even ids are literals
   EXPECT_FALSE(allowlist.allows(name_of("example")));
+}
+
+bool is_hostname_byte(unsigned char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+         c == '_';
+}
+
+// allows() screens query labels many octets at a time; every byte value, at
+// every position of labels long enough to span several of those words, must
+// get the answer a byte-by-byte check gives.
+TEST(Allowlist, EveryByteValueAtEveryPositionIsScreenedAlike) {
+  const Allowlist allowlist = build_ok({"*.example.com"});
+  for (unsigned value = 0; value < 256; ++value) {
+    const auto byte = static_cast<char>(value);
+    for (std::size_t length = 1; length <= 40; ++length) {
+      for (std::size_t position = 0; position < length; ++position) {
+        std::string label(length, 'a');
+        label[position] = byte;
+        ASSERT_EQ(allowlist.allows(name_of_labels({label, "example", "com"})),
+                  is_hostname_byte(static_cast<unsigned char>(value)))
+            << "byte " << value << " at " << position << " of a " << length << "-octet label";
+        // The same byte further in: every label is screened, not just the first.
+        ASSERT_EQ(allowlist.allows(name_of_labels({"www", label, "example", "com"})),
+                  is_hostname_byte(static_cast<unsigned char>(value)));
+      }
+    }
+  }
+}
+
+TEST(Allowlist, CaseIsFoldedAtEveryPositionOfLongLabels) {
+  const std::string alphabet = "abcdefghijklmnopqrstuvwxyz0123456789-_";
+  std::vector<std::string> entries;
+  std::vector<std::string> labels;
+  for (std::size_t length = 1; length <= kMaxLabelOctets; ++length) {
+    std::string label;
+    for (std::size_t i = 0; i < length; ++i) label += alphabet[(i + length) % alphabet.size()];
+    labels.push_back(label);
+    entries.push_back(label + ".x" + std::to_string(length) + ".example");
+  }
+  const Allowlist allowlist = build_ok(entries);
+  for (std::size_t i = 0; i < labels.size(); ++i) {
+    std::string upper = labels[i];
+    for (char& c : upper) {
+      if (c >= 'a' && c <= 'z') c = static_cast<char>(c - 'a' + 'A');
+    }
+    const std::string zone = ".X" + std::to_string(i + 1) + ".Example";
+    EXPECT_TRUE(allowlist.allows(name_of(upper + zone))) << upper;
+    std::string changed = labels[i];
+    changed.back() = changed.back() == 'q' ? 'r' : 'q';
+    EXPECT_FALSE(allowlist.allows(name_of(changed + zone))) << changed;
+  }
+}
+
+// What allows_batch() answers must be what allows() answers, name by name,
+// whatever the batch size and wherever a name sits in it.
+void expect_batches_agree(const Allowlist& allowlist, const std::vector<QueryName>& names) {
+  std::vector<char> expected;
+  for (const QueryName& name : names) expected.push_back(allowlist.allows(name) ? 1 : 0);
+  std::vector<const QueryName*> pointers;
+  for (const QueryName& name : names) pointers.push_back(&name);
+  for (const std::size_t size : {std::size_t{0}, std::size_t{1}, std::size_t{2}, std::size_t{31},
+                                 std::size_t{32}, std::size_t{33}, std::size_t{65}, names.size()}) {
+    if (size > names.size()) continue;
+    for (std::size_t first = 0; first + size <= names.size(); first += size == 0 ? 1 : size) {
+      // One more answer than names: the last must be left as it is.
+      const std::unique_ptr<bool[]> allowed(new bool[size + 1]);
+      for (std::size_t i = 0; i <= size; ++i) allowed[i] = (i % 2) == 0;
+      const bool past_the_end = allowed[size];
+      allowlist.allows_batch(std::span(pointers).subspan(first, size),
+                             std::span(allowed.get(), size + 1));
+      for (std::size_t i = 0; i < size; ++i) {
+        ASSERT_EQ(allowed[i], expected[first + i] != 0)
+            << names[first + i].to_string() << " at " << i << " of a batch of " << size;
+      }
+      ASSERT_EQ(allowed[size], past_the_end);
+      if (size == 0) break;
+    }
+  }
+  // Fewer answers than names: only as many names are matched.
+  if (names.size() >= 2) {
+    std::array<bool, 1> one{!expected[0]};
+    allowlist.allows_batch(pointers, one);
+    EXPECT_EQ(one[0], expected[0] != 0);
+  }
+}
+
+std::vector<QueryName> names_around(const std::vector<std::string>& dotted) {
+  std::vector<QueryName> names;
+  for (const std::string& name : dotted) {
+    names.push_back(name_of(name));
+    names.push_back(name_of("www." + name));
+    names.push_back(name_of("a.b." + name));
+    std::string upper = name;
+    for (char& c : upper) {
+      if (c >= 'a' && c <= 'z') c = static_cast<char>(c - 'a' + 'A');
+    }
+    names.push_back(name_of(upper));
+    names.push_back(name_of("X." + upper));
+    const std::size_t dot = name.find('.');
+    if (dot != std::string::npos) names.push_back(name_of(name.substr(dot + 1)));
+    names.push_back(name_of(name + ".evil"));
+    // Hostile front labels over the same labels.
+    std::vector<std::string> labels = {"www.x"};
+    for (std::size_t start = 0; start <= name.size();) {
+      const std::size_t end = std::min(name.find('.', start), name.size());
+      labels.push_back(name.substr(start, end - start));
+      start = end + 1;
+    }
+    names.push_back(name_of_labels(labels));
+    labels.front() = "a*";
+    names.push_back(name_of_labels(labels));
+  }
+  names.push_back(QueryName{});
+  return names;
+}
+
+TEST(Allowlist, BatchesAgreeWithOneNameAtATime) {
+  const std::vector<std::string> entries = {
+      "example.com", "*.example.com",      "api.example.net", "*.svc.cluster.local",
+      "*.com",       "_dmarc.example.org", "x-y.z",           "*.deep.a.b.c.d.e",
+      "a.b.c.d.e"};
+  const Allowlist allowlist = build_ok(entries);
+  expect_batches_agree(
+      allowlist, names_around({"example.com", "api.example.net", "example.net", "svc.cluster.local",
+                               "pod.svc.cluster.local", "_dmarc.example.org", "x-y.z",
+                               "deep.a.b.c.d.e", "a.b.c.d.e", "com", "org", "local"}));
+  expect_batches_agree(Allowlist{}, names_around({"example.com", "com"}));
+  expect_batches_agree(build_ok({}), names_around({"example.com"}));
+}
+
+// A name with more labels than any probe list a batch keeps per name: a
+// wildcard at each of many label counts, probed for every suffix.
+TEST(Allowlist, WildcardsAtManyLabelCountsWorkInBatches) {
+  std::vector<std::string> entries;
+  std::string suffix = "top";
+  for (int depth = 1; depth <= 12; ++depth) {
+    entries.push_back("*." + suffix);
+    suffix = "l" + std::to_string(depth) + "." + suffix;
+  }
+  // A name under none of them, with 125 labels in 255 octets.
+  std::string deep = "other";
+  for (int i = 0; i < 124; ++i) deep = "a." + deep;
+  const Allowlist allowlist = build_ok(entries);
+  EXPECT_EQ(allowlist.wildcard_count(), 12u);
+  EXPECT_TRUE(allowlist.allows(name_of("x.l11.l10.l9.l8.l7.l6.l5.l4.l3.l2.l1.top")));
+  EXPECT_TRUE(allowlist.allows(name_of("x.top")));
+  EXPECT_FALSE(allowlist.allows(name_of("top")));
+  EXPECT_FALSE(allowlist.allows(name_of(deep)));
+  EXPECT_FALSE(allowlist.allows(name_of("x.l11.l10.l9.l8.l7.l6.l5.l4.l3.l2.l1.top.other")));
+  expect_batches_agree(allowlist,
+                       names_around({"l11.l10.l9.l8.l7.l6.l5.l4.l3.l2.l1.top", "l5.l4.l3.l2.l1.top",
+                                     "x.l2.l1.top", "top", "l1.top.other", deep.substr(20)}));
+}
+
+// The table keeps only some bits of a name's hash; two names that share
+// them must still be told apart by their octets. The names are found here
+// by brute force, with the hash and the bits the table keeps (tag: bits 34
+// to 63; in a one-line table every name starts at the same slot).
+std::uint64_t hash_of(const std::vector<std::string>& labels) {
+  std::vector<std::uint8_t> wire = wire_of_labels(labels);
+  wire.resize(wire.size() + name_hash::kPadding, 0);
+  std::vector<std::size_t> starts;
+  for (std::size_t at = 0; wire[at] != 0; at += 1 + wire[at]) starts.push_back(at);
+  std::uint64_t hash = name_hash::kRoot;
+  for (auto start = starts.rbegin(); start != starts.rend(); ++start) {
+    hash = name_hash::extend(hash, wire.data() + *start);
+  }
+  return hash;
+}
+
+TEST(Allowlist, NamesSharingTheStoredHashBitsAreToldApart) {
+  std::array<std::string, 2> same;  // two labels whose names under "example" share a tag
+  std::unordered_map<std::uint64_t, int> first_with_tag;
+  for (int i = 0; same[1].empty() && i < 1'000'000; ++i) {
+    const auto [seen, added] =
+        first_with_tag.emplace(hash_of({"c" + std::to_string(i), "example"}) >> 34, i);
+    if (!added) same = {"c" + std::to_string(seen->second), "c" + std::to_string(i)};
+  }
+  ASSERT_FALSE(same[1].empty()) << "no two names sharing a tag found";
+  ASSERT_EQ(hash_of({same[0], "example"}) >> 34, hash_of({same[1], "example"}) >> 34);
+
+  // The one stored first sits where a probe for the other looks first.
+  const Allowlist first_only = build_ok({same[0] + ".example"});
+  const Allowlist both = build_ok({same[0] + ".example", same[1] + ".example"});
+  const Allowlist wildcard = build_ok({"*." + same[0] + ".example", same[1] + ".example"});
+  EXPECT_TRUE(first_only.allows(name_of(same[0] + ".example")));
+  EXPECT_FALSE(first_only.allows(name_of(same[1] + ".example")));
+  EXPECT_TRUE(both.allows(name_of(same[1] + ".example")));
+  EXPECT_TRUE(wildcard.allows(name_of("x." + same[0] + ".example")));
+  EXPECT_FALSE(wildcard.allows(name_of("x." + same[1] + ".example")));
+  EXPECT_FALSE(wildcard.allows(name_of(same[0] + ".example")));
+  EXPECT_TRUE(wildcard.allows(name_of(same[1] + ".example")));
+  for (const Allowlist* allowlist : {&first_only, &both, &wildcard}) {
+    expect_batches_agree(*allowlist, names_around({same[0] + ".example", same[1] + ".example"}));
+  }
 }
 
 }  // namespace
