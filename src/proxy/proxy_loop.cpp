@@ -871,8 +871,8 @@ DnsProxyStats ProxyLoop::run(const std::atomic<bool>& shutdown) {
     }
     if (draining_) wake = std::min(wake, drain_until);
     if (open_clients_ > 0) wake = std::min(wake, next_sweep);
-    // The writer shares our CPU at low priority; when it falls behind, give
-    // it the CPU before taking more queries rather than drop their events.
+    // The event writer may share our CPU; when it falls behind, give it the
+    // CPU before taking more queries rather than drop their events.
     if (emitter_.wait_while_backlogged(kEventBacklogWait)) {
       ++stats_.event_backlog_waits;
       clock = now();
