@@ -54,9 +54,8 @@ DnsProxyStats run_proxy(const DnsProxyConfig& config, const ProxySockets& socket
 // Runs the UDP proxy on the calling thread over sockets the caller already
 // bound (possibly inside another network namespace): `listener_fd` receives
 // the workload's queries, `upstream_fd` talks to config.resolvers[0] (the
-// loop connects it there). Both are made non-blocking; neither is closed. Returns when `shutdown` becomes
-// true (noticed within 50 ms), after giving queries in flight a short grace
-// to be answered.
+// loop connects it there). Both are made non-blocking; neither is closed. Returns when `shutdown`
+// becomes true (noticed within 50 ms), after giving queries in flight a short grace to be answered.
 DnsProxyStats run_one_shot(const DnsProxyConfig& config, int listener_fd, int upstream_fd,
                            DnsQueryEmitter& emitter, const std::atomic<bool>& shutdown);
 
