@@ -20,8 +20,8 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
-# shellcheck source=bench/lib/knot.sh
-source "$here/lib/knot.sh"
+# shellcheck source=bench/lib/common.sh
+source "$here/lib/common.sh"
 repo=$(cd "$here/.." && pwd)
 bin=$(readlink -f "${1:-$repo/build/dnsgate}")
 mode=${2:-allowed}
@@ -41,21 +41,10 @@ done
 
 work=$(mktemp -d /tmp/dnsgate-profile.XXXXXX)
 pids=()
-stop_pid() {  # TERM, wait (bounded), then KILL
-  local pid=$1 i
-  if kill -TERM "$pid" 2>/dev/null; then
-    for i in $(seq 50); do
-      kill -0 "$pid" 2>/dev/null || break
-      sleep 0.1
-    done
-    kill -KILL "$pid" 2>/dev/null || true
-  fi
-  wait "$pid" 2>/dev/null || true
-}
 cleanup() {
   local i
   if [ -n "${PROFILE_OUT:-}" ] && [ -f "$work/perf.data" ]; then cp "$work/perf.data" "$PROFILE_OUT"; fi
-  for ((i = ${#pids[@]} - 1; i >= 0; i--)); do stop_pid "${pids[i]}"; done
+  for ((i = ${#pids[@]} - 1; i >= 0; i--)); do terminate_pid "${pids[i]}"; done
   rm -rf "$work"
 }
 trap cleanup EXIT

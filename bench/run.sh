@@ -33,8 +33,8 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
-# shellcheck source=bench/lib/knot.sh
-source "$here/lib/knot.sh"
+# shellcheck source=bench/lib/common.sh
+source "$here/lib/common.sh"
 repo=$(cd "$here/.." && pwd)
 bin=$(readlink -f "${1:-$repo/build/dnsgate}")
 seconds=${2:-10}
@@ -71,16 +71,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-stop_pid() {  # stop_pid PID: TERM, wait (bounded), then KILL; forget it
+stop_pid() {  # stop_pid PID: terminate_pid, then forget it
   local pid=$1 i kept=()
-  if kill -TERM "$pid" 2>/dev/null; then
-    for i in $(seq 50); do
-      kill -0 "$pid" 2>/dev/null || break
-      sleep 0.1
-    done
-    kill -KILL "$pid" 2>/dev/null || true
-  fi
-  wait "$pid" 2>/dev/null || true
+  terminate_pid "$pid"
   for i in "${pids[@]}"; do [ "$i" = "$pid" ] || kept+=("$i"); done
   pids=("${kept[@]+"${kept[@]}"}")
 }

@@ -13,8 +13,8 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
-# shellcheck source=bench/lib/knot.sh
-source "$here/lib/knot.sh"
+# shellcheck source=bench/lib/common.sh
+source "$here/lib/common.sh"
 bin=$(readlink -f "${1:-build/dnsgate}")
 seconds=${2:-60}
 qps=${3:-10000}

@@ -1,6 +1,7 @@
 # shellcheck shell=bash
 # Shared by the bench scripts (sourced, not run): the knotd upstream they
-# all put behind dnsgate, and the wait for a DNS server to answer.
+# all put behind dnsgate, the wait for a DNS server to answer, and stopping
+# a process they started.
 
 # knot_prepare DIR PORT ZONE PREFIX HOSTS: a zone ZONE holding HOSTS names
 # PREFIX0 .. PREFIX<HOSTS-1>, each with an A record, and a knot.conf for one
@@ -53,4 +54,17 @@ wait_for_dns() {
   done
   echo "nothing answers on 127.0.0.1:$port" >&2
   return 1
+}
+
+# terminate_pid PID: TERM, wait (about 5 s at most), then KILL, and reap it.
+terminate_pid() {
+  local pid=$1
+  if kill -TERM "$pid" 2>/dev/null; then
+    for _ in $(seq 50); do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+  fi
+  wait "$pid" 2>/dev/null || true
 }
