@@ -653,18 +653,58 @@ def yaml_str(s: str) -> str:
     return json.dumps(s)
 
 
-def render_config(*, cell: str, listen_port: int, allowlist: list[str], upstream: str,
+RESOLVER_KEYS = ["protocol", "address", "url", "tlsServerName", "caFile", "spkiPins"]
+
+
+def yaml_value(v) -> str:
+    """A scalar or a list as YAML (JSON flow style, which YAML reads as is)."""
+    if isinstance(v, Path):
+        v = str(v)
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(yaml_value(x) for x in v) + "]"
+    return json.dumps(v)
+
+
+def render_resolvers(resolvers: list[dict]) -> list[str]:
+    """`dnsAuthority.resolvers` lines (DESIGN.md §8): each dict's keys in the
+    order protocol, address, url, tlsServerName, caFile, spkiPins, then any
+    other key as given; a None value leaves its key out."""
+    lines = ["  resolvers:"]
+    for r in resolvers:
+        assert "protocol" in r, f"a resolver needs a protocol: {r}"
+        keys = [k for k in RESOLVER_KEYS if k in r] + [k for k in r if k not in RESOLVER_KEYS]
+        first = True
+        for k in keys:
+            if r[k] is None:
+                continue
+            lines.append(f"    {'- ' if first else '  '}{k}: {yaml_value(r[k])}")
+            first = False
+    return lines
+
+
+def render_config(*, cell: str, listen_port: int, allowlist: list[str], upstream: Optional[str] = None,
                   listen_host: str = "127.0.0.1",
                   timeout_ms: Optional[int] = 2000, max_inflight: Optional[int] = 10000,
                   deny_rcode: Optional[str] = None, sink: str = "file",
-                  events_path: Optional[Path] = None) -> str:
+                  events_path: Optional[Path] = None,
+                  resolvers: Optional[list[dict]] = None, resolver_policy: Optional[str] = None) -> str:
+    """The YAML of one cell. The resolver is `upstream` (one do53-udp), or,
+    when `resolvers` is given, that list instead (dicts with protocol,
+    address, url, tlsServerName, caFile, spkiPins; DESIGN.md §8);
+    resolver_policy renders the top-level `resolverPolicy`."""
+    assert upstream is not None or resolvers is not None, "give upstream or resolvers"
     lines = [f"cell: {cell}", "listen:", f"  udp: {yaml_str(endpoint(listen_host, listen_port))}", "dnsAuthority:"]
     if allowlist:
         lines.append("  hostnameAllowlist:")
         lines += [f"    - {yaml_str(e)}" for e in allowlist]
     else:
         lines.append("  hostnameAllowlist: []")
-    lines += ["  resolvers:", "    - protocol: do53-udp", f"      address: {yaml_str(upstream)}"]
+    if resolvers is None:
+        lines += ["  resolvers:", "    - protocol: do53-udp", f"      address: {yaml_str(upstream)}"]
+    else:
+        lines += render_resolvers(resolvers)
+    if resolver_policy is not None:
+        lines.append(f"resolverPolicy: {resolver_policy}")
     if timeout_ms is not None:
         lines.append(f"upstreamTimeoutMs: {timeout_ms}")
     if max_inflight is not None:
@@ -722,16 +762,18 @@ def udp_port_bound_by(pid: int, port: int, host: str = "127.0.0.1") -> bool:
 class DnsGate:
     """One `dnsgate run` process, its config, its events and its stats."""
 
-    def __init__(self, workdir: Path, *, allowlist: list[str], upstream: str, cell: str = "itest",
+    def __init__(self, workdir: Path, *, allowlist: list[str], upstream: Optional[str] = None, cell: str = "itest",
                  timeout_ms: Optional[int] = 2000, max_inflight: Optional[int] = 10000,
                  deny_rcode: Optional[str] = None, sink: str = "file", probe: bool = True,
-                 listen_host: str = "127.0.0.1"):
+                 listen_host: str = "127.0.0.1", resolvers: Optional[list[dict]] = None,
+                 resolver_policy: Optional[str] = None):
         workdir.mkdir(parents=True, exist_ok=True)
         self.workdir = workdir
         self.cell = cell
         self.host = listen_host
         self.port = free_port(listen_host)
         self.upstream = upstream
+        self.resolvers = resolvers
         self.sink = sink
         self.timeout_ms = timeout_ms
         self.config_path = workdir / "dnsgate.yaml"
@@ -741,7 +783,7 @@ class DnsGate:
         self.config_path.write_text(render_config(
             cell=cell, listen_port=self.port, listen_host=listen_host, allowlist=allowlist, upstream=upstream,
             timeout_ms=timeout_ms, max_inflight=max_inflight, deny_rcode=deny_rcode, sink=sink,
-            events_path=self.events_path))
+            events_path=self.events_path, resolvers=resolvers, resolver_policy=resolver_policy))
         self.proc: Optional[subprocess.Popen] = None
         self.returncode: Optional[int] = None
         self.stop_seconds: Optional[float] = None
