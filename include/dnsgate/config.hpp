@@ -17,10 +17,26 @@ namespace dnsgate {
 
 enum class UpstreamProtocol { do53_udp, do53_tcp, dot, doh, doq };
 
+// One entry of dnsAuthority.resolvers (DESIGN.md §8).
 struct ResolverConfig {
   UpstreamProtocol protocol = UpstreamProtocol::do53_udp;
-  Endpoint address;
+  Endpoint address;                    // where to connect (for doh: `address`, else the URL's host)
+  std::string tls_server_name;         // SNI and the name the certificate must carry; empty: its IP
+  std::string ca_file;                 // empty: the system's CA store
+  std::vector<std::string> spki_pins;  // base64 SHA-256 of a SubjectPublicKeyInfo (RFC 7858 4.2)
+  std::string url;                     // doh: https://host[:port]/path
+  std::string url_host;                // doh: the URL's host, the :authority of each request
+  std::string url_path;                // doh: the URL's path (and query), the :path of each request
+  // How events name it: "127.0.0.1:53" for Do53, "dot://127.0.0.1:853",
+  // "doq://...", the URL for doh. Interned: valid for the whole process.
+  std::string_view uri;
 };
+
+// How queries are spread over several resolvers.
+enum class ResolverPolicy { failover, round_robin };
+
+// The most resolvers one cell may name.
+inline constexpr std::size_t kMaxResolvers = 16;
 
 enum class EventSinkKind { stdout_lines, file };
 
@@ -48,7 +64,8 @@ struct DnsProxyConfig {
   std::optional<Endpoint> listen_tcp;
   std::vector<std::string> hostname_allowlist;  // the entries as written
   Allowlist allowlist;                          // compiled from hostname_allowlist
-  std::vector<ResolverConfig> resolvers;        // exactly one in this version
+  std::vector<ResolverConfig> resolvers;        // at least one, at most kMaxResolvers
+  ResolverPolicy resolver_policy = ResolverPolicy::failover;
   std::chrono::milliseconds upstream_timeout{2000};
   std::size_t max_inflight = 10000;
   Rcode deny_rcode = Rcode::refused;  // refused or nxdomain

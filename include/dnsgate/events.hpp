@@ -14,6 +14,7 @@
 #include "dnsgate/endpoint.hpp"
 #include "dnsgate/name.hpp"
 #include "dnsgate/parser.hpp"
+#include "dnsgate/upstream_error.hpp"
 
 namespace dnsgate {
 
@@ -64,6 +65,11 @@ struct QueryRecord {
 
   bool has_upstream = false;  // true when the query was sent upstream
   Endpoint upstream;
+  // How events name the resolver ("dot://127.0.0.1:853", a DoH URL); when
+  // empty, `upstream` is printed. Points at text that lives as long as the
+  // process (ResolverConfig::uri).
+  std::string_view upstream_uri;
+  UpstreamError upstream_error;  // why the resolver failed, for upstream_error
 };
 
 // The sink of per-query events. The DNS path calls emit() once per query;

@@ -4,11 +4,25 @@
 #include <atomic>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "dnsgate/config.hpp"
 #include "dnsgate/events.hpp"
 
 namespace dnsgate {
+
+// One resolver's counters (DESIGN.md §8), in the order of the config.
+struct ResolverStats {
+  std::string uri;                // as events name it
+  std::uint64_t queries = 0;      // queries handed to it
+  std::uint64_t answers = 0;      // answers from it relayed
+  std::uint64_t failures = 0;     // queries it failed or let time out
+  std::uint64_t connects = 0;     // connections opened to it
+  std::uint64_t handshakes = 0;   // TLS handshakes completed
+  std::uint64_t resumed = 0;      // of which resumed an earlier session
+  std::uint64_t unsolicited = 0;  // answers discarded before matching a query
+  std::uint64_t times_down = 0;   // times it was marked down
+};
 
 // Cumulative counters for one run, returned when the loop ends.
 struct DnsProxyStats {
@@ -31,7 +45,8 @@ struct DnsProxyStats {
   std::uint64_t tcp_rejected = 0;           // closed at once: maxConnections reached
   std::uint64_t tcp_frames_abandoned = 0;   // frames begun but never finished
   std::uint64_t tcp_idle_closed = 0;        // connections closed after idleTimeoutMs
-  std::uint64_t upstream_tcp_connects = 0;  // connections opened to the resolver
+  std::uint64_t upstream_tcp_connects = 0;  // connections opened to the resolvers
+  std::vector<ResolverStats> resolvers;
 
   // One JSON object with camelCase keys, no newline.
   std::string to_json() const;
@@ -42,12 +57,13 @@ struct DnsProxyStats {
 struct ProxySockets {
   int udp_listener = -1;
   int tcp_listener = -1;  // listening already
-  int udp_upstream = -1;  // opened by the loop when a UDP listener needs one
+  int udp_upstream = -1;  // for a first resolver of do53-udp; else opened by the loop as needed
 };
 
 // Runs UDP and TCP listeners in one loop on the calling thread until
-// `shutdown` is set; the same rules, the same events. Queries from TCP
-// clients go upstream over TCP; with a do53-tcp resolver, all of them do.
+// `shutdown` is set; the same rules, the same events. Over a do53-udp
+// resolver, queries from TCP clients go upstream over TCP; with a
+// do53-tcp resolver, all of them do; the encrypted protocols carry both.
 DnsProxyStats run_proxy(const DnsProxyConfig& config, const ProxySockets& sockets,
                         DnsQueryEmitter& emitter, const std::atomic<bool>& shutdown);
 

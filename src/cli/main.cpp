@@ -86,6 +86,20 @@ int check_command(const std::string& config_path) {
   return kExitOk;
 }
 
+// "127.0.0.1:53" or "dot://192.0.2.1:853, https://dns.example/dns-query (failover)".
+std::string resolver_names(const dnsgate::DnsProxyConfig& config) {
+  std::string names;
+  for (const auto& resolver : config.resolvers) {
+    if (!names.empty()) names += ", ";
+    names += resolver.uri;
+  }
+  if (config.resolvers.size() > 1) {
+    names += config.resolver_policy == dnsgate::ResolverPolicy::round_robin ? " (roundRobin)"
+                                                                            : " (failover)";
+  }
+  return names;
+}
+
 int run_command(const std::string& config_path) {
   dnsgate::DnsProxyConfig config;
   if (!load_or_report(config_path, config)) return kExitBadUsage;
@@ -99,6 +113,13 @@ int run_command(const std::string& config_path) {
     return kExitRuntimeFailure;
   }
 
+  for (const auto& resolver : config.resolvers) {
+    if (resolver.protocol != dnsgate::UpstreamProtocol::do53_udp &&
+        resolver.protocol != dnsgate::UpstreamProtocol::do53_tcp) {
+      spdlog::error("resolver {}: this build does not speak its protocol yet", resolver.uri);
+      return kExitRuntimeFailure;
+    }
+  }
   const dnsgate::Endpoint& upstream_address = config.resolvers.front().address;
   dnsgate::UniqueFd udp_listener;
   dnsgate::UniqueFd udp_upstream;
@@ -145,7 +166,7 @@ int run_command(const std::string& config_path) {
   spdlog::info(
       "dnsgate {} cell {}: listening on {}, upstream {}, {} allowlist entries, "
       "events to {}",
-      DNSGATE_VERSION, config.cell, listening, upstream_address.to_string(),
+      DNSGATE_VERSION, config.cell, listening, resolver_names(config),
       config.hostname_allowlist.size(),
       config.events.sink == dnsgate::EventSinkKind::file ? config.events.path
                                                          : std::string("stdout"));

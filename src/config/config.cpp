@@ -21,9 +21,14 @@
 #include <utility>
 #include <vector>
 
+#include "config/resolvers.hpp"
+#include "config/yaml_fields.hpp"
+
 namespace dnsgate {
 
 namespace {
+
+using namespace config_reader;  // NOLINT(google-build-using-namespace)
 
 // A config file larger than this is a mistake (a log file, /dev/zero), not
 // an allowlist: refuse it rather than read without end.
@@ -34,181 +39,6 @@ constexpr std::size_t kMaxCellLength = 128;
 constexpr std::int64_t kMinUpstreamTimeoutMs = 1;
 constexpr std::int64_t kMaxTcpConnectionsLimit = 65535;
 constexpr std::int64_t kMaxTcpTimeoutMs = 3600000;
-
-// The first error found ends the walk. The walk is deep and every level
-// would otherwise have to test and forward a result; the exception never
-// leaves parse_config.
-struct Rejection {
-  ConfigError error;
-};
-
-[[noreturn]] void reject(std::string field, int line, std::string message) {
-  throw Rejection{ConfigError{std::move(field), line, std::move(message)}};
-}
-
-// yaml-cpp counts lines from 0 and marks nodes without a position with -1.
-int line_of(const YAML::Node& node) {
-  const int line = node.Mark().line;
-  return line >= 0 ? line + 1 : 0;
-}
-
-std::string_view kind_of(const YAML::Node& node) {
-  switch (node.Type()) {
-    case YAML::NodeType::Map:
-      return "a map";
-    case YAML::NodeType::Sequence:
-      return "a list";
-    case YAML::NodeType::Scalar:
-      return "a single value";
-    case YAML::NodeType::Null:
-    case YAML::NodeType::Undefined:
-      break;
-  }
-  return "nothing";
-}
-
-// One `key: value` of a map, with everything an error message needs.
-struct Field {
-  std::string path;  // "dnsAuthority.resolvers[0].address"
-  std::string key;   // "address"
-  int line = 0;      // the key's line: a null value's own mark points past it
-  YAML::Node value;
-};
-
-std::string child_path(std::string_view parent, std::string_view key) {
-  if (parent.empty()) return std::string(key);
-  return fmt::format("{}.{}", parent, key);
-}
-
-std::string lower_ascii(std::string_view text) {
-  std::string out(text);
-  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
-
-std::size_t edit_distance(std::string_view a, std::string_view b) {
-  std::vector<std::size_t> row(b.size() + 1);
-  for (std::size_t j = 0; j <= b.size(); ++j) row[j] = j;
-  for (std::size_t i = 1; i <= a.size(); ++i) {
-    std::size_t diagonal = row[0];
-    row[0] = i;
-    for (std::size_t j = 1; j <= b.size(); ++j) {
-      const std::size_t above = row[j];
-      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
-      diagonal = above;
-    }
-  }
-  return row[b.size()];
-}
-
-// An unknown key is most often a typo or a wrong case of a known one; say
-// which, since the operator's intended setting is otherwise silently absent.
-std::string unknown_field_message(std::string_view key,
-                                  std::initializer_list<std::string_view> known) {
-  std::string_view closest;
-  std::size_t best = 3;  // suggest only within two edits
-  const std::string key_lower = lower_ascii(key);
-  for (std::string_view candidate : known) {
-    const std::size_t distance = edit_distance(key_lower, lower_ascii(candidate));
-    if (distance < best) {
-      best = distance;
-      closest = candidate;
-    }
-  }
-  std::string message = fmt::format("unknown field \"{}\"", key);
-  if (!closest.empty()) message += fmt::format(" (did you mean \"{}\"?)", closest);
-  message += "; valid fields here:";
-  const char* separator = " ";
-  for (std::string_view candidate : known) {
-    message += separator;
-    message += candidate;
-    separator = ", ";
-  }
-  return message;
-}
-
-// The entries of a map, in file order, after refusing unknown and
-// duplicated keys (yaml-cpp keeps both copies of a duplicate and a lookup
-// would silently use one of them).
-std::vector<Field> read_map(const YAML::Node& node, const std::string& path, int line,
-                            std::initializer_list<std::string_view> known) {
-  if (!node.IsMap()) {
-    reject(path, line, fmt::format("expected a map of fields, found {}", kind_of(node)));
-  }
-  std::vector<Field> fields;
-  for (const auto& entry : node) {
-    const YAML::Node& key_node = entry.first;
-    const int key_line = line_of(key_node);
-    if (!key_node.IsScalar()) {
-      reject(path, key_line,
-             fmt::format("field names must be plain words, found {}", kind_of(key_node)));
-    }
-    const std::string& key = key_node.Scalar();
-    const std::string field_path = child_path(path, key);
-    if (std::find(known.begin(), known.end(), key) == known.end()) {
-      reject(field_path, key_line, unknown_field_message(key, known));
-    }
-    for (const Field& seen : fields) {
-      if (seen.key == key) {
-        reject(field_path, key_line,
-               fmt::format("duplicate field (first given on line {})", seen.line));
-      }
-    }
-    fields.push_back(Field{field_path, key, key_line, entry.second});
-  }
-  return fields;
-}
-
-const Field* find_field(const std::vector<Field>& fields, std::string_view key) {
-  for (const Field& field : fields) {
-    if (field.key == key) return &field;
-  }
-  return nullptr;
-}
-
-std::string read_string(const YAML::Node& node, const std::string& path, int line) {
-  if (!node.IsScalar())
-    reject(path, line, fmt::format("expected a value, found {}", kind_of(node)));
-  return node.Scalar();
-}
-
-// A plain YAML/JSON integer within [min, max]. A quoted number is refused:
-// the file's author wrote a string, and a generator that quotes numbers
-// may also have mangled them.
-std::int64_t read_integer(const YAML::Node& node, const std::string& path, int line,
-                          std::int64_t min, std::int64_t max) {
-  const std::string range = fmt::format("an integer from {} to {}", min, max);
-  if (!node.IsScalar())
-    reject(path, line, fmt::format("expected {}, found {}", range, kind_of(node)));
-  const std::string& text = node.Scalar();
-  if (node.Tag() != "?") {
-    reject(path, line, fmt::format("expected {}, found the quoted string \"{}\"", range, text));
-  }
-  std::int64_t value = 0;
-  const char* first = text.data();
-  const char* last = text.data() + text.size();
-  const bool digits_only =
-      !text.empty() && std::all_of(text.begin() + (text.front() == '-' ? 1 : 0), text.end(),
-                                   [](char c) { return c >= '0' && c <= '9'; });
-  const auto [end, ec] = std::from_chars(first, last, value);
-  if (!digits_only || text == "-" || ec != std::errc{} || end != last || value < min ||
-      value > max) {
-    reject(path, line, fmt::format("expected {}, found {}", range, text));
-  }
-  return value;
-}
-
-Endpoint read_endpoint(const Field& field) {
-  const std::string text = read_string(field.value, field.path, field.line);
-  auto endpoint = Endpoint::parse(text);
-  if (!endpoint) {
-    reject(field.path, field.line,
-           fmt::format("\"{}\" is not an address and port (write 192.0.2.1:53 or "
-                       "[2001:db8::1]:53; host names are not accepted)",
-                       text));
-  }
-  return *endpoint;
-}
 
 std::string read_cell(const Field& field) {
   std::string cell = read_string(field.value, field.path, field.line);
@@ -292,90 +122,16 @@ void read_allowlist(const Field& field, DnsProxyConfig& config) {
   config.hostname_allowlist = std::move(entries);
 }
 
-struct ProtocolName {
-  std::string_view name;
-  UpstreamProtocol protocol;
-  bool supported;
-};
-
-constexpr std::array<ProtocolName, 5> kProtocols{{
-    {"do53-udp", UpstreamProtocol::do53_udp, true},
-    {"do53-tcp", UpstreamProtocol::do53_tcp, true},
-    {"dot", UpstreamProtocol::dot, false},
-    {"doh", UpstreamProtocol::doh, false},
-    {"doq", UpstreamProtocol::doq, false},
-}};
-
-std::string_view protocol_name(UpstreamProtocol protocol) {
-  for (const auto& known : kProtocols) {
-    if (known.protocol == protocol) return known.name;
-  }
-  return "unknown";
-}
-
-UpstreamProtocol read_protocol(const Field& field) {
-  const std::string text = read_string(field.value, field.path, field.line);
-  for (const auto& known : kProtocols) {
-    if (known.name != text) continue;
-    if (!known.supported) {
-      reject(field.path, field.line,
-             fmt::format("protocol \"{}\" is not supported yet; this version forwards over "
-                         "do53-udp and do53-tcp only",
-                         text));
-    }
-    return known.protocol;
-  }
-  reject(field.path, field.line,
-         fmt::format("unknown protocol \"{}\"; valid protocols: do53-udp, do53-tcp, dot, doh, doq",
-                     text));
-}
-
-// Returns the line of the resolver's address, for errors found later.
-int read_resolvers(const Field& field, DnsProxyConfig& config) {
-  if (!field.value.IsSequence()) {
-    reject(field.path, field.line,
-           fmt::format("expected a list with one resolver, found {}", kind_of(field.value)));
-  }
-  if (field.value.size() == 0) {
-    reject(field.path, field.line, "expected exactly one resolver, found none");
-  }
-  if (field.value.size() > 1) {
-    const YAML::Node second = field.value[1];
-    reject(fmt::format("{}[1]", field.path), second.IsNull() ? field.line : line_of(second),
-           fmt::format("only one resolver is supported in this version, found {}",
-                       field.value.size()));
-  }
-  const YAML::Node item = field.value[0];
-  const std::string item_path = fmt::format("{}[0]", field.path);
-  const int item_line = item.IsNull() ? field.line : line_of(item);
-  ResolverConfig resolver;
-  int address_line = item_line;
-  bool has_address = false;
-  for (const Field& entry : read_map(item, item_path, item_line, {"protocol", "address"})) {
-    if (entry.key == "protocol") {
-      resolver.protocol = read_protocol(entry);
-    } else {
-      resolver.address = read_endpoint(entry);
-      address_line = entry.line;
-      has_address = true;
-    }
-  }
-  if (!has_address)
-    reject(child_path(item_path, "address"), item_line, "required field is missing");
-  config.resolvers.assign(1, resolver);
-  return address_line;
-}
-
-// Returns the line of the resolver's address, for errors found later.
-int read_dns_authority(const Field& authority, DnsProxyConfig& config) {
+// Returns the line of each resolver's address, for errors found later.
+std::vector<int> read_dns_authority(const Field& authority, DnsProxyConfig& config) {
   const auto fields =
       read_map(authority.value, authority.path, authority.line, {"hostnameAllowlist", "resolvers"});
-  int address_line = 0;
+  std::vector<int> address_lines;
   for (const Field& field : fields) {
     if (field.key == "hostnameAllowlist") {
       read_allowlist(field, config);
     } else {
-      address_line = read_resolvers(field, config);
+      address_lines = read_resolvers(field, config);
     }
   }
   if (!find_field(fields, "hostnameAllowlist")) {
@@ -385,7 +141,7 @@ int read_dns_authority(const Field& authority, DnsProxyConfig& config) {
   if (!find_field(fields, "resolvers")) {
     reject(child_path(authority.path, "resolvers"), authority.line, "required field is missing");
   }
-  return address_line;
+  return address_lines;
 }
 
 Rcode read_deny_rcode(const Field& field) {
@@ -429,16 +185,18 @@ DnsProxyConfig read_config(const YAML::Node& root) {
   DnsProxyConfig config;
   const int root_line = line_of(root);
   const auto fields = read_map(root, "", root_line,
-                               {"cell", "listen", "dnsAuthority", "upstreamTimeoutMs",
-                                "maxInflight", "denyRcode", "tcp", "events"});
-  int address_line = 0;
+                               {"cell", "listen", "dnsAuthority", "resolverPolicy",
+                                "upstreamTimeoutMs", "maxInflight", "denyRcode", "tcp", "events"});
+  std::vector<int> address_lines;
   for (const Field& field : fields) {
     if (field.key == "cell") {
       config.cell = read_cell(field);
     } else if (field.key == "listen") {
       read_listen(field, config);
     } else if (field.key == "dnsAuthority") {
-      address_line = read_dns_authority(field, config);
+      address_lines = read_dns_authority(field, config);
+    } else if (field.key == "resolverPolicy") {
+      config.resolver_policy = read_resolver_policy(field);
     } else if (field.key == "upstreamTimeoutMs") {
       config.upstream_timeout = std::chrono::milliseconds(read_integer(
           field.value, field.path, field.line, kMinUpstreamTimeoutMs, kMaxUpstreamTimeout.count()));
@@ -459,12 +217,14 @@ DnsProxyConfig read_config(const YAML::Node& root) {
   }
   // Forwarding to our own listener would bounce every allowed query back
   // into the proxy until it times out.
-  for (const auto& [name, listener] :
-       {std::pair{"listen.udp", config.listen_udp}, std::pair{"listen.tcp", config.listen_tcp}}) {
-    if (listener && config.resolvers.front().address == *listener) {
-      reject("dnsAuthority.resolvers[0].address", address_line,
-             fmt::format("{} is the proxy's own listener ({}): queries would loop",
-                         listener->to_string(), name));
+  for (std::size_t i = 0; i < config.resolvers.size(); ++i) {
+    for (const auto& [name, listener] :
+         {std::pair{"listen.udp", config.listen_udp}, std::pair{"listen.tcp", config.listen_tcp}}) {
+      if (listener && config.resolvers[i].address == *listener) {
+        reject(fmt::format("dnsAuthority.resolvers[{}].address", i), address_lines[i],
+               fmt::format("{} is the proxy's own listener ({}): queries would loop",
+                           listener->to_string(), name));
+      }
     }
   }
   return config;
@@ -618,9 +378,14 @@ std::string summarize(const DnsProxyConfig& config) {
                           config.tcp.max_inflight_per_connection);
   }
   std::string upstream = "none";
-  if (!config.resolvers.empty()) {
-    upstream = fmt::format("{} {}", protocol_name(config.resolvers.front().protocol),
-                           config.resolvers.front().address.to_string());
+  if (config.resolvers.size() == 1) {
+    upstream = describe_resolver(config.resolvers.front());
+  } else if (!config.resolvers.empty()) {
+    upstream =
+        fmt::format("{} of {}:", policy_name(config.resolver_policy), config.resolvers.size());
+    for (std::size_t i = 0; i < config.resolvers.size(); ++i) {
+      upstream += fmt::format(" [{}] {}", i, describe_resolver(config.resolvers[i]));
+    }
   }
   const std::string events = config.events.sink == EventSinkKind::file
                                  ? fmt::format("file {}", config.events.path)

@@ -613,7 +613,8 @@ void CloudEventFormatter::append_event(std::string& out, const QueryRecord& reco
       kFixedRoom + after_id_.size() + before_transport_.size() +
       (event_id != nullptr ? event_id->size() * kJsonEscapedPerOctet : EventIdGenerator::kLength) +
       second_text_.size() + 2 * kEndpointRoom + 2 * name_room + transport.size() + action.size() +
-      reason.size() + parse_error.size() + qtype.size() + qclass.size() + rcode.size();
+      reason.size() + parse_error.size() + qtype.size() + qclass.size() + rcode.size() +
+      record.upstream_uri.size() + kMaxUpstreamErrorText;
 
   const std::size_t start = out.size();
   // Nothing below throws: `out` ends up with the whole line or, had this
@@ -684,7 +685,12 @@ void CloudEventFormatter::append_event(std::string& out, const QueryRecord& reco
   }
   at = write_literal(at, R"(,"answerCount":)");
   at = write_number(at, record.answer_count);
-  if (record.has_upstream) {
+  if (record.has_upstream && !record.upstream_uri.empty()) {
+    // The config admits no character JSON would have to escape in a URI.
+    at = write_literal(at, R"(,"upstream":")");
+    at = write_text(at, record.upstream_uri);
+    *at++ = '"';
+  } else if (record.has_upstream) {
     // The upstream is the same resolver event after event.
     if (!upstream_.valid || !(upstream_.endpoint == record.upstream)) {
       upstream_.size = static_cast<std::size_t>(
@@ -695,6 +701,11 @@ void CloudEventFormatter::append_event(std::string& out, const QueryRecord& reco
     }
     at = write_literal(at, R"(,"upstream":")");
     at = write_text(at, {upstream_.text.data(), upstream_.size});
+    *at++ = '"';
+  }
+  if (record.upstream_error) {
+    at = write_literal(at, R"(,"upstreamError":")");
+    at += write_upstream_error(record.upstream_error, at);
     *at++ = '"';
   }
   at = write_literal(at, R"(,"latencyUs":)");

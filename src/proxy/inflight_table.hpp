@@ -15,30 +15,26 @@
 #include "dnsgate/events.hpp"
 #include "dnsgate/parser.hpp"
 #include "dnsgate/response.hpp"
+#include "dnsgate/upstream_error.hpp"
+#include "net/clock.hpp"
+#include "net/peer_address.hpp"
 
 namespace dnsgate {
 
-// A workload's address as recvmsg gave it, kept to send the answer back.
-struct PeerAddress {
-  sockaddr_storage storage{};
-  socklen_t length = 0;
-  const sockaddr* get() const noexcept { return reinterpret_cast<const sockaddr*>(&storage); }
-};
-
-using SteadyTime = std::chrono::steady_clock::time_point;
-using WallTime = std::chrono::system_clock::time_point;
-
-// Everything needed to relay the answer, synthesize a SERVFAIL, or write the
-// event, without keeping the query packet.
+// Everything needed to relay the answer, synthesize a SERVFAIL, write the
+// event, or send the query again (on a new connection, to the next resolver).
 struct InflightQuery {
   Transport client_transport = Transport::udp;
   std::uint32_t connection = 0;             // the TCP client's connection slot
   std::uint32_t connection_generation = 0;  // tells a reused slot from the original
-  bool via_tcp_upstream = false;
-  std::uint32_t upstream_generation = 0;  // the upstream TCP connection it was sent on
-  std::uint8_t upstream_attempts = 0;
-  std::uint16_t udp_answer_limit = 512;  // the largest answer a UDP client can take
-  std::vector<std::uint8_t> tcp_query;   // kept to resend on a new upstream connection
+  bool sent = false;                        // handed to `resolver`, which must be told when it ends
+  std::uint8_t resolver = 0;                // the resolver it waits on
+  std::uint32_t resolvers_tried = 0;        // a bit per resolver index
+  UpstreamError last_error;                 // why the previous resolver failed it, if one did
+  std::uint16_t udp_answer_limit = 512;     // the largest answer a UDP client can take
+  // The query as the resolvers get it (the upstream id in place of the
+  // workload's); the slot keeps the capacity, so reuse allocates nothing.
+  std::vector<std::uint8_t> upstream_query;
   std::uint16_t client_id = 0;
   std::uint16_t upstream_id = 0;
   std::uint16_t query_flags = 0;
@@ -78,6 +74,9 @@ class InflightTable {
   InflightQuery* find(std::uint16_t upstream_id) noexcept;
   void erase(InflightQuery& query) noexcept;
   InflightQuery* oldest() noexcept;
+  const InflightQuery* oldest() const noexcept {
+    return head_ == kNoSlot ? nullptr : &slots_[head_];
+  }
 
   // Calls `visit` for every query in flight, oldest first; `visit` may erase
   // the query it is given.

@@ -36,7 +36,32 @@ std::string DnsProxyStats::to_json() const {
     json += "\":";
     json += std::to_string(value);
   }
-  json += '}';
+  json += ",\"resolvers\":[";
+  for (std::size_t i = 0; i < resolvers.size(); ++i) {
+    const ResolverStats& r = resolvers[i];
+    if (i > 0) json += ',';
+    // The URI is the operator's own config text: escape what JSON needs.
+    json += "{\"uri\":\"";
+    for (const char c : r.uri) {
+      if (c == '"' || c == '\\') json += '\\';
+      if (static_cast<unsigned char>(c) < 0x20) continue;
+      json += c;
+    }
+    json += '"';
+    const std::pair<const char*, std::uint64_t> fields[] = {
+        {"queries", r.queries},         {"answers", r.answers},       {"failures", r.failures},
+        {"connects", r.connects},       {"handshakes", r.handshakes}, {"resumed", r.resumed},
+        {"unsolicited", r.unsolicited}, {"timesDown", r.times_down},
+    };
+    for (const auto& [key, value] : fields) {
+      json += ",\"";
+      json += key;
+      json += "\":";
+      json += std::to_string(value);
+    }
+    json += '}';
+  }
+  json += "]}";
   return json;
 }
 

@@ -8,7 +8,7 @@
 
 #include "dnsgate/endpoint.hpp"
 #include "dnsgate/socket.hpp"
-#include "proxy/frame_reader.hpp"
+#include "net/frame_reader.hpp"
 
 namespace dnsgate {
 

@@ -249,7 +249,10 @@ class ProxyRig {
     const std::vector<std::string> entries = {"*.allowed.test", "exact.example.com"};
     config_.allowlist = std::get<dnsgate::Allowlist>(dnsgate::Allowlist::build(entries));
     config_.hostname_allowlist = entries;
-    config_.resolvers.push_back({dnsgate::UpstreamProtocol::do53_udp, resolver});
+    dnsgate::ResolverConfig upstream;
+    upstream.protocol = dnsgate::UpstreamProtocol::do53_udp;
+    upstream.address = resolver;
+    config_.resolvers.push_back(upstream);
     config_.upstream_timeout = 2000ms;
 
     thread_ = std::thread([this] {

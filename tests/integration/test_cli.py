@@ -47,6 +47,30 @@ def test_check_ok_prints_one_line(tmp_path):
     assert "clitest" in lines[0], "the summary should name the cell"
 
 
+def test_check_prints_each_resolver(tmp_path):
+    """`check` names every resolver with the URI events will carry and how
+    its certificate is checked (DESIGN.md §8)."""
+    ca = tmp_path / "ca.pem"
+    ca.write_text("not read by check beyond being readable\n")
+    pin = "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="
+    cfg = write(tmp_path, good_config(tmp_path, resolvers=[
+        {"protocol": "dot", "address": "127.0.0.1:8853", "tlsServerName": "dns.test",
+         "caFile": str(ca), "spkiPins": [pin]},
+        {"protocol": "doh", "url": "https://dns.test:8443/dns-query", "address": "127.0.0.1:8443"},
+        {"protocol": "doq", "address": "127.0.0.1"},
+        {"protocol": "do53-tcp", "address": "127.0.0.1:5300"},
+    ], resolver_policy="roundRobin"))
+    r = run_cli(["check", "--config", str(cfg)])
+    assert r.returncode == 0, r.stderr
+    line = r.stdout.strip()
+    assert "upstream roundRobin of 4:" in line, line
+    assert f"[0] dot dot://127.0.0.1:8853 (tlsServerName dns.test, caFile {ca}, 1 pin)" in line, line
+    assert ("[1] doh https://dns.test:8443/dns-query (via 127.0.0.1:8443, tlsServerName dns.test, "
+            "system CAs)") in line, line
+    assert "[2] doq doq://127.0.0.1:853 (certificate must name the IP, system CAs)" in line, line
+    assert "[3] do53-tcp 127.0.0.1:5300" in line, line
+
+
 def test_check_accepts_json(tmp_path):
     port = free_port()
     cfg = {
@@ -201,16 +225,29 @@ dnsAuthority:
 tcp:
 >>  maxConnections: 0
 """, "tcp.maxConnections"),
-    "protocol_dot": ("""
+    "dot_unreadable_ca": ("""
 cell: t
 listen:
   udp: 127.0.0.1:PORT
 dnsAuthority:
   hostnameAllowlist: [example.com]
   resolvers:
->>    - protocol: dot
+    - protocol: dot
       address: 127.0.0.1:853
-""", "dnsAuthority.resolvers[0].protocol"),
+>>      caFile: /nonexistent/ca.pem
+""", "dnsAuthority.resolvers[0].caFile"),
+    "same_resolver_twice": ("""
+cell: t
+listen:
+  udp: 127.0.0.1:PORT
+dnsAuthority:
+  hostnameAllowlist: [example.com]
+  resolvers:
+    - protocol: do53-udp
+      address: 127.0.0.1:5300
+    - protocol: do53-udp
+>>      address: 127.0.0.1:5300
+""", "dnsAuthority.resolvers[1]"),
     "unknown_protocol": ("""
 cell: t
 listen:
@@ -337,18 +374,6 @@ events:
 # Errors about something missing or about a whole list: the field is named,
 # the line may be the parent's.
 BAD_LOOSE = {
-    "two_resolvers": ("""
-cell: t
-listen:
-  udp: 127.0.0.1:PORT
-dnsAuthority:
-  hostnameAllowlist: [example.com]
-  resolvers:
-    - protocol: do53-udp
-      address: 127.0.0.1:5300
-    - protocol: do53-udp
-      address: 127.0.0.1:5301
-""", "dnsAuthority.resolvers"),
     "no_resolver": ("""
 cell: t
 listen:

@@ -190,7 +190,14 @@ void append_cloud_event(std::string& out, const QueryRecord& record, std::string
   append_number(out, record.answer_count);
   if (record.has_upstream) {
     out += R"(,"upstream":)";
-    append_json_string(out, record.upstream.to_string());
+    append_json_string(out, record.upstream_uri.empty() ? record.upstream.to_string()
+                                                        : std::string(record.upstream_uri));
+  }
+  if (record.upstream_error) {
+    std::array<char, kMaxUpstreamErrorText> word{};
+    out += R"(,"upstreamError":)";
+    append_json_string(
+        out, std::string(word.data(), write_upstream_error(record.upstream_error, word.data())));
   }
   out += R"(,"latencyUs":)";
   append_number(out, record.latency_us);

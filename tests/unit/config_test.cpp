@@ -276,15 +276,96 @@ TEST(ConfigErrors, DenyRcodeUnknown) {
                   "valid: REFUSED, NXDOMAIN");
 }
 
-TEST(ConfigErrors, TwoResolvers) {
-  expect_error_at(R"(listen: {udp: 127.0.0.1:5353}
+TEST(ConfigParse, SeveralResolversOfAnyProtocol) {
+  const DnsProxyConfig config = expect_valid(R"(listen: {udp: 127.0.0.1:5353}
 dnsAuthority:
   hostnameAllowlist: [example.com]
   resolvers:
     - address: 127.0.0.1:5300
-    - address: 127.0.0.1:5301
-)",
-                  "dnsAuthority.resolvers[1]", 6, "only one resolver");
+    - {protocol: dot, address: 127.0.0.1, tlsServerName: dns.test}
+    - {protocol: doq, address: "[::1]:8853"}
+    - {protocol: doh, url: "https://127.0.0.1:8443/dns-query"}
+    - {protocol: doh, url: "https://dns.test/q?x=1", address: 127.0.0.2:443}
+resolverPolicy: roundRobin
+)");
+  ASSERT_EQ(config.resolvers.size(), 5U);
+  EXPECT_EQ(config.resolver_policy, ResolverPolicy::round_robin);
+  EXPECT_EQ(config.resolvers[0].uri, "127.0.0.1:5300");
+  EXPECT_EQ(config.resolvers[1].uri, "dot://127.0.0.1:853");  // the DoT port by default
+  EXPECT_EQ(config.resolvers[1].tls_server_name, "dns.test");
+  EXPECT_EQ(config.resolvers[2].uri, "doq://[::1]:8853");
+  EXPECT_EQ(config.resolvers[2].tls_server_name, "");  // the certificate must carry the IP
+  // A DoH URL with an IP host needs no address; the certificate must carry the IP.
+  EXPECT_EQ(config.resolvers[3].uri, "https://127.0.0.1:8443/dns-query");
+  EXPECT_EQ(config.resolvers[3].address.to_string(), "127.0.0.1:8443");
+  EXPECT_EQ(config.resolvers[3].tls_server_name, "");
+  EXPECT_EQ(config.resolvers[3].url_path, "/dns-query");
+  // A named host is the name the certificate must carry and the :authority.
+  EXPECT_EQ(config.resolvers[4].tls_server_name, "dns.test");
+  EXPECT_EQ(config.resolvers[4].url_host, "dns.test");
+  EXPECT_EQ(config.resolvers[4].url_path, "/q?x=1");
+  EXPECT_EQ(config.resolvers[4].address.to_string(), "127.0.0.2:443");
+  EXPECT_EQ(expect_valid(std::string(kMinimal)).resolver_policy, ResolverPolicy::failover);
+}
+
+TEST(ConfigErrors, ResolverFieldsOutOfPlace) {
+  const std::string head = R"(listen: {udp: 127.0.0.1:5353}
+dnsAuthority:
+  hostnameAllowlist: [example.com]
+  resolvers:
+)";
+  expect_error_at(head + "    - {address: 127.0.0.1:53, tlsServerName: dns.test}\n",
+                  "dnsAuthority.resolvers[0].tlsServerName", 5, "only with protocol dot, doh");
+  expect_error_at(head + "    - {protocol: dot, address: 127.0.0.1, url: \"https://a/b\"}\n",
+                  "dnsAuthority.resolvers[0].url", 5, "only with protocol: doh");
+  expect_error_at(head + "    - {protocol: doh, address: 127.0.0.1:443}\n",
+                  "dnsAuthority.resolvers[0].url", 5, "required field is missing");
+  expect_error_at(head + "    - {protocol: doh, url: \"https://dns.test/q\"}\n",
+                  "dnsAuthority.resolvers[0].address", 5, "does not resolve");
+  expect_error_at(head + "    - {protocol: doh, url: \"http://1.2.3.4/q\"}\n",
+                  "dnsAuthority.resolvers[0].url", 5, "scheme must be https");
+  expect_error_at(head + "    - {protocol: doh, url: \"https://1.2.3.4:99999/q\"}\n",
+                  "dnsAuthority.resolvers[0].url", 5, "port");
+  expect_error_at(head + "    - {protocol: doh, url: \"https://1.2.3.4\"}\n",
+                  "dnsAuthority.resolvers[0].url", 5, "no path");
+  expect_error_at(head + "    - {protocol: dot, address: 127.0.0.1, tlsServerName: \"a b\"}\n",
+                  "dnsAuthority.resolvers[0].tlsServerName", 5, "not a host name");
+  expect_error_at(head + "    - {protocol: dot, address: 127.0.0.1, caFile: /nonexistent/ca.pem}\n",
+                  "dnsAuthority.resolvers[0].caFile", 5, "cannot read");
+  expect_error_at(head + "    - {protocol: dot, address: 127.0.0.1, spkiPins: [abc]}\n",
+                  "dnsAuthority.resolvers[0].spkiPins[0]", 5, "not a base64 SHA-256");
+  expect_error_at(head + "    - {protocol: dot, address: 127.0.0.1, spkiPins: []}\n",
+                  "dnsAuthority.resolvers[0].spkiPins", 5, "expected a list");
+  expect_error_at(head + "    - {protocol: dot}\n", "dnsAuthority.resolvers[0].address", 5,
+                  "required field is missing");
+  expect_error_at(head + "    - {address: 127.0.0.1:53}\n    - {address: 127.0.0.1:53}\n",
+                  "dnsAuthority.resolvers[1]", 6, "the same resolver as");
+  expect_error_at(std::string(kMinimal) + "resolverPolicy: random\n", "resolverPolicy", 7,
+                  "valid: failover, roundRobin");
+}
+
+TEST(ConfigErrors, TooManyResolvers) {
+  std::string text = R"(listen: {udp: 127.0.0.1:5353}
+dnsAuthority:
+  hostnameAllowlist: [example.com]
+  resolvers:
+)";
+  for (int i = 0; i < 17; ++i) text += "    - address: 127.0.0." + std::to_string(i + 1) + ":53\n";
+  expect_error_at(text, "dnsAuthority.resolvers[16]", 21, "at most 16 resolvers");
+}
+
+TEST(ConfigParse, SpkiPinsAreKept) {
+  const DnsProxyConfig config = expect_valid(R"(listen: {udp: 127.0.0.1:5353}
+dnsAuthority:
+  hostnameAllowlist: [example.com]
+  resolvers:
+    - protocol: dot
+      address: 127.0.0.1:853
+      spkiPins: ["47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="]
+)");
+  ASSERT_EQ(config.resolvers.size(), 1U);
+  EXPECT_EQ(config.resolvers[0].spki_pins,
+            std::vector<std::string>{"47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="});
 }
 
 TEST(ConfigErrors, NoResolver) {
@@ -299,19 +380,6 @@ dnsAuthority:
   hostnameAllowlist: [example.com]
 )",
                   "dnsAuthority.resolvers", 2, "required field is missing");
-}
-
-TEST(ConfigErrors, EncryptedProtocolsAreNotSupportedYet) {
-  for (const char* protocol : {"dot", "doh", "doq"}) {
-    expect_error_at(std::string(R"(listen: {udp: 127.0.0.1:5353}
-dnsAuthority:
-  hostnameAllowlist: [example.com]
-  resolvers:
-    - address: 127.0.0.1:853
-      protocol: )") + protocol +
-                        "\n",
-                    "dnsAuthority.resolvers[0].protocol", 6, "not supported yet");
-  }
 }
 
 TEST(ConfigParse, Do53TcpResolverIsAccepted) {

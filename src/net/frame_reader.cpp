@@ -1,4 +1,4 @@
-#include "proxy/frame_reader.hpp"
+#include "net/frame_reader.hpp"
 
 #include <unistd.h>
 

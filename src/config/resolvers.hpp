@@ -1,0 +1,25 @@
+// dnsAuthority.resolvers and resolverPolicy (DESIGN.md §8).
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "config/yaml_fields.hpp"
+#include "dnsgate/config.hpp"
+
+namespace dnsgate::config_reader {
+
+// Fills config.resolvers; returns each resolver's line, for errors found
+// later (a resolver that is the proxy's own listener).
+std::vector<int> read_resolvers(const Field& field, DnsProxyConfig& config);
+
+ResolverPolicy read_resolver_policy(const Field& field);
+
+std::string_view protocol_name(UpstreamProtocol protocol);
+std::string_view policy_name(ResolverPolicy policy);
+
+// "dot dot://127.0.0.1:853 (tlsServerName dns.test, caFile ca.pem, 1 pin)"
+std::string describe_resolver(const ResolverConfig& resolver);
+
+}  // namespace dnsgate::config_reader

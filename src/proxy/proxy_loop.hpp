@@ -1,0 +1,170 @@
+// The proxy's event loop, shared by its three files: proxy_loop.cpp (the
+// loop, each query's verdict, the events), workload_tcp.cpp (the workload's
+// TCP connections) and upstream_side.cpp (the resolvers: sending,
+// answers, failures, failover).
+#pragma once
+
+#include <sys/epoll.h>
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "dnsgate/proxy.hpp"
+#include "dnsgate/response.hpp"
+#include "dnsgate/socket.hpp"
+#include "net/clock.hpp"
+#include "net/datagram_batch.hpp"
+#include "net/frame_reader.hpp"
+#include "net/peer_address.hpp"
+#include "net/udp_send_batch.hpp"
+#include "proxy/inflight_table.hpp"
+#include "upstream/resolver_set.hpp"
+#include "upstream/upstream.hpp"
+
+namespace dnsgate {
+
+// What an epoll event is about: the kind in the high half; in the low
+// half a TCP client's connection slot, or a resolver's index and its
+// descriptor slot.
+enum class Source : std::uint32_t { udp_listener = 1, tcp_listener, upstream, tcp_client };
+
+inline std::uint64_t tag(Source source, std::uint32_t index = 0) {
+  return std::uint64_t{static_cast<std::uint32_t>(source)} << 32 | index;
+}
+
+// A workload's TCP connection: frames in, framed answers out.
+struct TcpClient {
+  UniqueFd socket;
+  PeerAddress peer;
+  std::uint32_t generation = 0;
+  FrameReader reader;
+  std::vector<std::uint8_t> out;
+  std::size_t out_written = 0;
+  std::size_t inflight = 0;
+  SteadyTime last_activity{};
+  SteadyTime frame_started{};
+  bool frame_in_progress = false;
+  bool reading = true;        // the loop reads this connection
+  std::uint32_t watched = 0;  // the epoll events asked for
+  bool open = false;
+};
+
+// Who asked: where the answer goes.
+struct ClientRef {
+  Transport transport = Transport::udp;
+  const PeerAddress* peer = nullptr;
+  std::uint32_t connection = 0;
+  std::uint32_t generation = 0;
+};
+
+class ProxyLoop {
+ public:
+  ProxyLoop(const DnsProxyConfig& config, const ProxySockets& sockets, DnsQueryEmitter& emitter);
+  ~ProxyLoop();
+  ProxyLoop(const ProxyLoop&) = delete;
+  ProxyLoop& operator=(const ProxyLoop&) = delete;
+
+  DnsProxyStats run(const std::atomic<bool>& shutdown);
+
+ private:
+  struct Clock {
+    SteadyTime steady;
+    WallTime wall;
+  };
+  static Clock now() {
+    return {std::chrono::steady_clock::now(), std::chrono::system_clock::now()};
+  }
+
+  // One resolver as the loop sees it: the transport, and the listener
+  // that tells the loop which resolver spoke.
+  class ResolverPort final : public UpstreamListener {
+   public:
+    ResolverPort(ProxyLoop& loop, std::uint8_t index) : loop_(loop), index_(index) {}
+    void on_answer(std::span<std::uint8_t> answer, SteadyTime now) override;
+    void on_failure(std::uint16_t upstream_id, UpstreamError error, SteadyTime now) override;
+    std::span<const std::uint8_t> pending_query(std::uint16_t upstream_id) noexcept override;
+
+   private:
+    ProxyLoop& loop_;
+    std::uint8_t index_;
+  };
+  struct Resolver {
+    std::unique_ptr<ResolverPort> port;
+    std::unique_ptr<Upstream> upstream;
+    std::vector<IoInterest> registered;  // what epoll watches, by slot
+    UpstreamCounters counted;            // the loop's share: queries, answers, failures
+  };
+
+  // proxy_loop.cpp: the verdict on each query, synthesized answers, events.
+  void read_datagrams(const Clock& now);
+  bool handle_query(std::span<std::uint8_t> packet, const ClientRef& client, const Clock& now);
+  bool deliver(const ClientRef& client, std::span<const std::uint8_t> answer);
+  void send_to_client_now(const PeerAddress& peer, std::span<const std::uint8_t> answer);
+  void flush_to_clients();
+  void flush_sends(const Clock& now);
+  void answer_locally(const QueryEcho& echo, const ClientRef& client, Rcode rcode,
+                      ExtendedError ede);
+  QueryRecord record_of(const InflightQuery& query, const Clock& now) const;
+  void emit(const QueryRecord& record);
+  ClientRef client_ref(const InflightQuery& query) const noexcept;
+  void release(InflightQuery& query);
+  void expire(const Clock& now);
+  void finish(InflightQuery& query, ReasonCode reason, const Clock& now);
+  SteadyTime next_wake(SteadyTime now, SteadyTime drain_until, SteadyTime next_sweep) const;
+  void dispatch(const epoll_event& ready, const Clock& now);
+
+  // workload_tcp.cpp: the workload's TCP connections.
+  void accept_connections(const Clock& now);
+  void on_client_event(std::uint32_t index, std::uint32_t events, const Clock& now);
+  void read_frames(TcpClient& client, std::uint32_t index, const Clock& now);
+  bool handle_frames(TcpClient& client, std::uint32_t index, const Clock& now);
+  void flush_client(TcpClient& client, std::uint32_t index);
+  void close_client(TcpClient& client, std::uint32_t index);
+  void update_client_interest(TcpClient& client, std::uint32_t index);
+  void sweep_connections(const Clock& now);
+  void resume_clients(const Clock& now);
+  void stop_reading_clients();
+  void close_all_clients();
+  TcpClient* client_of(std::uint32_t connection, std::uint32_t generation) noexcept;
+
+  // upstream_side.cpp: the resolvers.
+  void open_resolvers(const ProxySockets& sockets);
+  void send_upstream(InflightQuery& query, const Clock& now);
+  bool try_resolver(InflightQuery& query, std::size_t resolver, const Clock& now);
+  void on_upstream_answer(std::uint8_t resolver, std::span<std::uint8_t> packet, const Clock& now);
+  void on_upstream_failure(std::uint8_t resolver, std::uint16_t upstream_id, UpstreamError error,
+                           const Clock& now);
+  void on_upstream_io(std::uint32_t index, std::uint32_t events, const Clock& now);
+  void sync_interest(std::size_t resolver);
+  void run_upstream_timers(const Clock& now);
+  void flush_upstreams(const Clock& now);
+  SteadyTime next_upstream_timer() const noexcept;
+  void collect_upstream_stats();
+
+  const DnsProxyConfig& config_;
+  int udp_listener_;
+  int tcp_listener_;
+  DnsQueryEmitter& emitter_;
+  InflightTable table_;
+  DnsProxyStats stats_;
+  DatagramBatch batch_;
+  UdpSendBatch to_clients_;
+  std::array<std::uint8_t, kMaxSynthesizedOctets> synthesized_{};
+  std::vector<std::uint8_t> scratch_;
+
+  std::vector<Resolver> resolvers_;
+  ResolverSet resolver_set_;
+
+  UniqueFd epoll_;
+  std::vector<std::unique_ptr<TcpClient>> clients_;
+  std::vector<std::uint32_t> free_clients_;
+  std::vector<std::uint32_t> resumed_clients_;
+  std::size_t open_clients_ = 0;
+  bool draining_ = false;
+};
+
+}  // namespace dnsgate

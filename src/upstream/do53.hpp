@@ -1,0 +1,65 @@
+// The do53-udp and do53-tcp resolvers behind the Upstream interface.
+#pragma once
+
+#include <memory>
+#include <vector>
+
+#include "dnsgate/config.hpp"
+#include "dnsgate/socket.hpp"
+#include "net/datagram_batch.hpp"
+#include "net/udp_send_batch.hpp"
+#include "upstream/do53_tcp.hpp"
+#include "upstream/do53_udp.hpp"
+#include "upstream/stream_queries.hpp"
+#include "upstream/upstream.hpp"
+
+namespace dnsgate {
+
+// Plain DNS to one resolver. A do53-udp resolver takes the queries of UDP
+// workloads over UDP (batched with sendmmsg) and those of TCP workloads
+// over one pipelined TCP connection, so a workload that retried over TCP
+// after TC=1 gets the full answer; a do53-tcp resolver takes all of them
+// over TCP.
+class Do53Upstream final : public Upstream {
+ public:
+  // `udp_fd`: a socket the caller bound for the UDP side (not owned), or -1
+  // to open one here when it is needed.
+  Do53Upstream(const ResolverConfig& resolver, int udp_fd, UpstreamListener& listener);
+
+  UpstreamError send(std::span<const std::uint8_t> query, Transport client,
+                     SteadyTime now) override;
+  void cancel(std::uint16_t upstream_id) noexcept override;
+  void flush(SteadyTime now) override;
+  std::size_t io_slots() const noexcept override { return 2; }
+  IoInterest io_interest(std::size_t slot) const noexcept override;
+  void on_io(std::size_t slot, std::uint32_t events, SteadyTime now) override;
+  SteadyTime next_timer() const noexcept override { return lost_ != 0 ? SteadyTime{} : kNever; }
+  void on_timer(SteadyTime now) override;
+  UpstreamCounters counters() const noexcept override;
+
+ private:
+  enum : std::size_t { kUdpSlot = 0, kTcpSlot = 1 };
+
+  bool open_udp();
+  void read_udp_answers(SteadyTime now);
+  void read_udp_errors(SteadyTime now);
+  void on_tcp_event(std::uint32_t events, SteadyTime now);
+  void tcp_lost(std::uint32_t generation, SteadyTime now);
+  void fail_tcp_generation(std::uint32_t generation, UpstreamError error, SteadyTime now);
+
+  Endpoint address_;
+  bool udp_allowed_;
+  UpstreamListener& listener_;
+  UniqueFd owned_udp_;
+  std::unique_ptr<Do53UdpUpstream> udp_;
+  std::unique_ptr<DatagramBatch> datagrams_;  // the UDP side's receive buffers
+  UdpSendBatch to_resolver_;
+  std::vector<std::uint8_t> over_udp_;  // by upstream id: 1 while the query waits on UDP
+  Do53TcpUpstream tcp_;
+  StreamQueries tcp_queries_;
+  std::vector<std::span<std::uint8_t>> tcp_answers_;
+  std::uint32_t lost_ = 0;  // a TCP connection broke during send(): handled on the next timer
+  UpstreamCounters counters_;
+};
+
+}  // namespace dnsgate
