@@ -18,6 +18,7 @@
 #include "dnsgate/event_sink.hpp"
 #include "dnsgate/proxy.hpp"
 #include "dnsgate/socket.hpp"
+#include "upstream/tls_client.hpp"
 
 namespace {
 
@@ -76,6 +77,15 @@ bool load_or_report(const std::string& path, dnsgate::DnsProxyConfig& config) {
     return false;
   }
   config = std::get<dnsgate::DnsProxyConfig>(std::move(result));
+  // What the YAML cannot show: a CA file that holds no certificate, a
+  // system store that is empty. Said now, in the config error format.
+  for (std::size_t i = 0; i < config.resolvers.size(); ++i) {
+    const std::string why = dnsgate::tls_setup_error(config.resolvers[i]);
+    if (why.empty()) continue;
+    const dnsgate::ConfigError error{fmt::format("dnsAuthority.resolvers[{}]", i), 0, why};
+    std::fprintf(stderr, "dnsgate: %s\n", error.describe(path).c_str());
+    return false;
+  }
   return true;
 }
 
@@ -114,8 +124,8 @@ int run_command(const std::string& config_path) {
   }
 
   for (const auto& resolver : config.resolvers) {
-    if (resolver.protocol != dnsgate::UpstreamProtocol::do53_udp &&
-        resolver.protocol != dnsgate::UpstreamProtocol::do53_tcp) {
+    if (resolver.protocol == dnsgate::UpstreamProtocol::doh ||
+        resolver.protocol == dnsgate::UpstreamProtocol::doq) {
       spdlog::error("resolver {}: this build does not speak its protocol yet", resolver.uri);
       return kExitRuntimeFailure;
     }

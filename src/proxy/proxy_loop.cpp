@@ -372,8 +372,10 @@ DnsProxyStats ProxyLoop::run(const std::atomic<bool>& shutdown) {
                                  static_cast<int>(std::max<std::int64_t>(wait, 0)));
     clock = now();
     for (int i = 0; i < std::max(count, 0); ++i) dispatch(ready[i], clock);
-    run_upstream_timers(clock);
+    // Deadlines of queries before those of transports: a query whose time
+    // is up is a timeout, whatever its connection was doing.
     expire(clock);
+    run_upstream_timers(clock);
     resume_clients(clock);
     flush_sends(clock);
     if (clock.steady >= next_sweep) {

@@ -1,6 +1,8 @@
 #include "upstream/make_upstream.hpp"
 
 #include "upstream/do53.hpp"
+#include "upstream/dot.hpp"
+#include "upstream/tls_client.hpp"
 
 namespace dnsgate {
 
@@ -31,12 +33,19 @@ class UnusableUpstream final : public Upstream {
 std::unique_ptr<Upstream> make_upstream(const ResolverConfig& resolver, int udp_fd,
                                         std::chrono::milliseconds timeout,
                                         UpstreamListener& listener) {
-  (void)timeout;
   switch (resolver.protocol) {
     case UpstreamProtocol::do53_udp:
     case UpstreamProtocol::do53_tcp:
       return std::make_unique<Do53Upstream>(resolver, udp_fd, listener);
-    case UpstreamProtocol::dot:
+    case UpstreamProtocol::dot: {
+      std::string error;
+      auto tls = TlsClientContext::create(resolver, error);
+      if (!tls) {
+        return std::make_unique<UnusableUpstream>(
+            UpstreamError{UpstreamErrorKind::tls_certificate, 0});
+      }
+      return std::make_unique<DotUpstream>(resolver, std::move(tls), timeout, listener);
+    }
     case UpstreamProtocol::doh:
     case UpstreamProtocol::doq:
       break;
