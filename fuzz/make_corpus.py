@@ -34,8 +34,8 @@ def name(*labels: bytes) -> bytes:
     return b"".join(bytes([len(x)]) + x for x in labels) + b"\x00"
 
 
-def opt(payload=1232, do=False, options=b"", owner=b"\x00") -> bytes:
-    return owner + struct.pack("!HHBBHH", 41, payload, 0, 0, 0x8000 if do else 0, len(options)) + options
+def opt(payload=1232, do=False, options=b"", owner=b"\x00", version=0) -> bytes:
+    return owner + struct.pack("!HHBBHH", 41, payload, 0, version, 0x8000 if do else 0, len(options)) + options
 
 
 def long_name(total: int) -> bytes:
@@ -127,6 +127,12 @@ def parser_seeds(captured: dict[str, bytes]) -> dict[str, bytes]:
         "query_label_with_dot_and_nul": hdr() + name(b"a.b\x00c", b"example", b"com") + b"\x00\x01\x00\x01",
         "query_with_backward_pointer_answer": hdr(an=1, ar=1) + Q_A + a_record + opt(do=True),
         "query_edns_cookie_option": hdr(ar=1) + Q_A + opt(options=struct.pack("!HH", 10, 8) + b"\x01" * 8),
+        "query_edns_version_1": hdr(ar=1) + Q_A + opt(do=True, version=1),
+        # other opcodes: NOTIMP from the header alone (docs/conformance.md)
+        "opcode15_header_only": hdr(flags=0x7800, qd=0),
+        "opcode15_no_question_edns_v1": hdr(flags=0x7800, qd=0, ar=1) + opt(version=1),
+        "opcode15_two_questions": hdr(flags=0x7800, qd=2) + Q_A + Q_A,
+        "dso_keepalive_tlv": hdr(flags=0x3000, qd=0) + struct.pack("!HHII", 1, 8, 0, 0),
         "response_answer": answer(www_q),
         "response_truncated_tc": answer(www_q, tc=True),
         "response_servfail": answer(www_q, rcode=2),

@@ -3,8 +3,9 @@
 // Beyond "no crash, no read past the packet" (ASan) and "no undefined
 // behaviour" (UBSan), every query the parser accepts must be answerable:
 // each response dnsgate could synthesize for it must parse back as a
-// response carrying the same question, octet for octet, and must be accepted
-// by the upstream answer check for that question.
+// response carrying the same question (or none, for another opcode without
+// one), octet for octet, with only the flags RFC 1035 and RFC 8906 allow,
+// and must be accepted by the upstream answer check for that question.
 #include <array>
 #include <cstddef>
 #include <cstdint>
@@ -30,11 +31,8 @@ std::uint16_t u16_at(std::span<const std::uint8_t> bytes, std::size_t at) {
   return static_cast<std::uint16_t>(bytes[at] << 8 | bytes[at + 1]);
 }
 
-void check_accepted_query(std::span<const std::uint8_t> packet, const ParsedQuery& query) {
-  // What the parser promises about an accepted query.
-  FUZZ_CHECK(packet.size() >= kHeaderOctets);
-  FUZZ_CHECK(!query.header.qr());
-  FUZZ_CHECK(query.header.qdcount == 1);
+// The question of an accepted query: held verbatim in the packet.
+void check_question(std::span<const std::uint8_t> packet, const ParsedQuery& query) {
   const auto name = query.question.name.wire();
   FUZZ_CHECK(name.size() >= 1 && name.size() <= kMaxNameOctets);
   FUZZ_CHECK(query.question_end == kHeaderOctets + name.size() + 4);
@@ -47,11 +45,36 @@ void check_accepted_query(std::span<const std::uint8_t> packet, const ParsedQuer
   const auto again = QueryName::from_wire(name);
   FUZZ_CHECK(again.has_value() && again->equals_ignore_case(query.question.name));
   FUZZ_CHECK(!query.question.name.to_string().empty());
+}
+
+void check_accepted_query(std::span<const std::uint8_t> packet, const ParsedQuery& query) {
+  // What the parser promises about an accepted query: a QUERY has exactly
+  // one question; another opcode has QDCOUNT 0 or 1 as read, or only its
+  // header was read.
+  FUZZ_CHECK(packet.size() >= kHeaderOctets);
+  FUZZ_CHECK(!query.header.qr());
+  const bool is_query = query.header.opcode() == kOpcodeQuery;
+  if (is_query) {
+    FUZZ_CHECK(query.header.qdcount == 1 && query.has_question && !query.header_only);
+  } else if (query.header_only) {
+    FUZZ_CHECK(!query.has_question && !query.edns.present);
+  } else {
+    FUZZ_CHECK(query.header.qdcount <= 1);
+    FUZZ_CHECK(query.has_question == (query.header.qdcount == 1));
+  }
+  if (query.has_question) {
+    check_question(packet, query);
+  } else {
+    FUZZ_CHECK(query.question_end == kHeaderOctets);
+  }
+  const auto name = query.question.name.wire();
 
   // Every synthesized answer reads back as the answer to this question.
   const QueryEcho echo = echo_of(query, packet);
-  FUZZ_CHECK(echo.question.size() == name.size() + 4);
+  FUZZ_CHECK(echo.question.size() == (query.has_question ? name.size() + 4 : 0));
   for (const Rcode rcode : kRcodes) {
+    const Rcode sent = response_rcode(echo, rcode);
+    FUZZ_CHECK(sent == (query.edns.present && query.edns.version > 0 ? Rcode::badvers : rcode));
     for (const ExtendedError ede : kEdes) {
       std::array<std::uint8_t, kMaxSynthesizedOctets> out{};
       const std::size_t size = synthesize_response(echo, rcode, ede, out);
@@ -63,30 +86,39 @@ void check_accepted_query(std::span<const std::uint8_t> packet, const ParsedQuer
       FUZZ_CHECK(r.header.qr());
       FUZZ_CHECK(r.header.id == query.header.id);
       FUZZ_CHECK(r.header.opcode() == query.header.opcode());
-      FUZZ_CHECK(r.header.rcode() == static_cast<std::uint8_t>(rcode));
-      FUZZ_CHECK((r.header.flags & flag::kRd) == (query.header.flags & flag::kRd));
-      FUZZ_CHECK((r.header.flags & flag::kCd) == (query.header.flags & flag::kCd));
-      FUZZ_CHECK((r.header.flags & flag::kRa) != 0);
-      FUZZ_CHECK(r.header.qdcount == 1 && r.header.ancount == 0 && r.header.nscount == 0);
+      FUZZ_CHECK(r.header.rcode() == (static_cast<std::uint8_t>(sent) & flag::kRcodeMask));
+      // AA TC Z AD never; RD CD copied and RA set for QUERY only.
+      const std::uint16_t kept = is_query ? query.header.flags & (flag::kRd | flag::kCd) : 0;
+      FUZZ_CHECK((r.header.flags & ~(flag::kOpcodeMask | flag::kRcodeMask)) ==
+                 (flag::kQr | kept | (is_query ? flag::kRa : 0)));
+      FUZZ_CHECK(r.header.qdcount == (query.has_question ? 1 : 0));
+      FUZZ_CHECK(r.header.ancount == 0 && r.header.nscount == 0);
       FUZZ_CHECK(r.header.arcount == (query.edns.present ? 1 : 0));
-      const auto echoed = r.question.name.wire();
-      FUZZ_CHECK(echoed.size() == name.size());
-      for (std::size_t i = 0; i < name.size(); ++i) FUZZ_CHECK(echoed[i] == name[i]);
-      FUZZ_CHECK(r.question.qtype == query.question.qtype);
-      FUZZ_CHECK(r.question.qclass == query.question.qclass);
-      FUZZ_CHECK(answers_question(r, echo.question));
+      if (query.has_question) {
+        const auto echoed = r.question.name.wire();
+        FUZZ_CHECK(echoed.size() == name.size());
+        for (std::size_t i = 0; i < name.size(); ++i) FUZZ_CHECK(echoed[i] == name[i]);
+        FUZZ_CHECK(r.question.qtype == query.question.qtype);
+        FUZZ_CHECK(r.question.qclass == query.question.qclass);
+        FUZZ_CHECK(answers_question(r, echo.question));
+      }
 
       // With QR cleared it is a well-formed query again: same question,
-      // and an OPT exactly when the original had one.
+      // and an OPT exactly when the original had one, at version 0 with the
+      // extended rcode's upper bits.
       std::vector<std::uint8_t> as_query(answer.begin(), answer.end());
       as_query[2] = static_cast<std::uint8_t>(as_query[2] & 0x7F);
       const auto reparsed = parse_query(as_query);
       FUZZ_CHECK(reparsed.ok());
+      FUZZ_CHECK(!reparsed.value().header_only);
+      FUZZ_CHECK(reparsed.value().has_question == query.has_question);
       FUZZ_CHECK(reparsed.value().question_end == query.question_end);
       FUZZ_CHECK(reparsed.value().edns.present == query.edns.present);
       if (query.edns.present) {
         FUZZ_CHECK(reparsed.value().edns.dnssec_ok == query.edns.dnssec_ok);
         FUZZ_CHECK(reparsed.value().edns.udp_payload_size == kAdvertisedUdpPayload);
+        FUZZ_CHECK(reparsed.value().edns.version == 0);
+        FUZZ_CHECK(answer[query.question_end + 5] == static_cast<std::uint8_t>(sent) >> 4);
       }
     }
   }
@@ -127,7 +159,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     std::vector<std::uint8_t> flipped(bytes);
     flipped[2] = static_cast<std::uint8_t>(flipped[2] ^ 0x80);
     const auto other = parse_response_question(flipped);
-    if (query.ok()) {
+    if (query.ok() && query.value().has_question) {
       FUZZ_CHECK(other.ok());
       FUZZ_CHECK(other.value().header.qdcount == 1);
       FUZZ_CHECK(other.value().question.name.wire().size() ==
@@ -141,7 +173,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   if (size >= 4) {
     FUZZ_CHECK(!qtype_to_string(u16_at(packet, 0)).empty());
     FUZZ_CHECK(!qclass_to_string(u16_at(packet, 2)).empty());
-    FUZZ_CHECK(!rcode_to_string(packet[3] & 0x0F).empty());
+    FUZZ_CHECK(!rcode_to_string(packet[3]).empty());
+    FUZZ_CHECK(!opcode_to_string(static_cast<std::uint8_t>(packet[2] >> 3 & 0x0F)).empty());
   }
   return 0;
 }

@@ -24,7 +24,7 @@ enum class ReasonCode : std::uint8_t {
   allowed,             // forwarded, the upstream's answer relayed
   not_allowlisted,     // denied by policy, REFUSED (or NXDOMAIN) sent
   malformed_query,     // the parser rejected it, nothing sent
-  unsupported_opcode,  // opcode other than QUERY, NOTIMP sent
+  unsupported_opcode,  // opcode other than QUERY, NOTIMP (or BADVERS) sent
   upstream_timeout,    // SERVFAIL + EDE 22
   upstream_error,      // SERVFAIL + EDE 23
   overloaded,          // in-flight table full, SERVFAIL
@@ -58,9 +58,10 @@ struct QueryRecord {
   QueryAction action = QueryAction::drop;
   ReasonCode reason = ReasonCode::malformed_query;
   ParseError parse_error = ParseError::too_short;  // meaningful for malformed_query only
+  std::uint8_t opcode = 0;                         // meaningful for unsupported_opcode only
 
   bool has_rcode = false;  // false when nothing was sent to the workload
-  std::uint8_t rcode = 0;  // what the workload received
+  std::uint8_t rcode = 0;  // what the workload received; 16 for BADVERS
   std::uint16_t answer_count = 0;
 
   bool has_upstream = false;  // true when the query was sent upstream

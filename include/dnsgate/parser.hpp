@@ -24,6 +24,7 @@ inline constexpr std::uint16_t kAa = 0x0400;
 inline constexpr std::uint16_t kTc = 0x0200;
 inline constexpr std::uint16_t kRd = 0x0100;
 inline constexpr std::uint16_t kRa = 0x0080;
+inline constexpr std::uint16_t kZ = 0x0040;  // reserved: zero in every response
 inline constexpr std::uint16_t kAd = 0x0020;
 inline constexpr std::uint16_t kCd = 0x0010;
 inline constexpr std::uint16_t kRcodeMask = 0x000F;
@@ -67,7 +68,7 @@ struct EdnsInfo {
 enum class ParseError : std::uint8_t {
   too_short,             // fewer than 12 octets: no complete header
   response_bit_set,      // QR=1 in what should be a query
-  bad_question_count,    // QDCOUNT != 1
+  bad_question_count,    // QDCOUNT != 1 in a QUERY
   truncated_question,    // the packet ends inside the question
   bad_label_type,        // label type 0x40 or 0x80 (reserved / extended)
   pointer_into_header,   // compression pointer to an offset < 12
@@ -98,16 +99,32 @@ class ParseResult {
 
 struct ParsedQuery {
   MessageHeader header;
+  // False only for an opcode other than QUERY sent with QDCOUNT 0, or whose
+  // message is not laid out as a query (`header_only`).
+  bool has_question = false;
   Question question;
   // Offset just past QCLASS: packet[12, question_end) is the question exactly
-  // as asked, case included.
-  std::size_t question_end = 0;
+  // as asked, case included; 12 (nothing) when there is no question.
+  std::size_t question_end = kHeaderOctets;
   EdnsInfo edns;
+  // An opcode other than QUERY whose message past the header is not a
+  // standard one (QDCOUNT above 1, a bad name, trailing octets, DSO TLVs...):
+  // only the header was read, and the answer is the header alone (RFC 8906
+  // 3.1.4: nothing but the header need match for an unknown opcode).
+  bool header_only = false;
 };
 
-// Parses a query as a workload sends it: header, exactly one question whose
-// name carries no compression, then every record the header announces
-// (compression allowed, pointers strictly backwards), at most one OPT.
+// Parses a query as a workload sends it.
+//
+// A QUERY (opcode 0) is a header with QR=0, exactly one question whose name
+// carries no compression, then every record the header announces
+// (compression allowed, pointers strictly backwards), at most one OPT, and
+// nothing after; anything else is an error.
+//
+// Any other opcode is accepted once the header is complete and QR=0, since
+// dnsgate answers it NOTIMP whatever follows. When the rest is laid out as
+// above with QDCOUNT 0 or 1, the question and the OPT are read as for a
+// QUERY (to be echoed); otherwise the result is `header_only`.
 ParseResult<ParsedQuery> parse_query(std::span<const std::uint8_t> packet) noexcept;
 
 struct ResponseQuestion {
@@ -121,9 +138,12 @@ ParseResult<ResponseQuestion> parse_response_question(
     std::span<const std::uint8_t> packet) noexcept;
 
 // Presentation names: "A", "AAAA", ... or "TYPE65280" (RFC 3597);
-// "IN", "CH", "HS", "NONE", "ANY" or "CLASS7"; "NOERROR", ... or "RCODE11".
+// "IN", "CH", "HS", "NONE", "ANY" or "CLASS7"; "NOERROR", ..., "BADVERS"
+// (16, an extended rcode, RFC 6891) or "RCODE11".
 std::string qtype_to_string(std::uint16_t qtype);
 std::string qclass_to_string(std::uint16_t qclass);
 std::string rcode_to_string(std::uint8_t rcode);
+// "QUERY", "IQUERY", "STATUS", "NOTIFY", "UPDATE", "DSO" or "OPCODE15".
+std::string opcode_to_string(std::uint8_t opcode);
 
 }  // namespace dnsgate

@@ -1,4 +1,5 @@
-// Responses dnsgate writes itself: REFUSED, NXDOMAIN, NOTIMP, SERVFAIL.
+// Responses dnsgate writes itself: REFUSED, NXDOMAIN, NOTIMP, SERVFAIL, and
+// BADVERS in place of any of them for an EDNS version it does not speak.
 #pragma once
 
 #include <cstddef>
@@ -16,6 +17,7 @@ enum class Rcode : std::uint8_t {
   nxdomain = 3,
   notimp = 4,
   refused = 5,
+  badvers = 16,  // extended (RFC 6891 6.1.3): 0 in the header, 1 in the OPT
 };
 
 // Extended DNS Errors (RFC 8914) dnsgate attaches to what it synthesizes.
@@ -39,17 +41,27 @@ inline constexpr std::size_t kMaxSynthesizedOctets = 12 + 255 + 4 + 11 + 6;
 struct QueryEcho {
   std::uint16_t id = 0;
   std::uint16_t flags = 0;                 // the query's header flags
-  std::span<const std::uint8_t> question;  // QNAME QTYPE QCLASS exactly as asked
+  std::span<const std::uint8_t> question;  // QNAME QTYPE QCLASS exactly as asked; empty: none
   EdnsInfo edns;
 };
 
 // Builds the view of a parsed query's packet that synthesis needs.
 QueryEcho echo_of(const ParsedQuery& query, std::span<const std::uint8_t> packet) noexcept;
 
-// Writes the response to `out`: the query's id, QR=1, its opcode, RD and CD
-// copied, RA=1, `rcode`, the question as asked; when the query had EDNS, an
-// OPT (payload 1232, DO copied) carrying `ede` unless it is `none`.
-// Returns the octets written, 0 when `out` is too small.
+// The rcode an answer to `query` carries when dnsgate means `rcode`: BADVERS
+// when the query's OPT asks for an EDNS version above 0, which dnsgate does
+// not implement (RFC 6891 6.1.3), else `rcode` itself.
+Rcode response_rcode(const QueryEcho& query, Rcode rcode) noexcept;
+
+// Writes the response to `out`: the query's id, QR=1, its opcode,
+// response_rcode(query, rcode), and the question as asked (QDCOUNT 1), or no
+// question when the echo has none (QDCOUNT 0). For a QUERY, RD and CD are
+// copied and RA is 1; for any other opcode no flag but QR is set (the others
+// are defined for QUERY). AA, TC, Z and AD are always 0. When the query had
+// EDNS, one OPT (RFC 6891): payload 1232, the extended rcode, version 0, DO
+// copied, no other flag, and one option at most, the EDE `ede` unless it is
+// `none` or the answer is BADVERS. Returns the octets written, 0 when `out`
+// is too small.
 std::size_t synthesize_response(const QueryEcho& query, Rcode rcode, ExtendedError ede,
                                 std::span<std::uint8_t> out) noexcept;
 

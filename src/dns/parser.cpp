@@ -153,17 +153,20 @@ std::string_view to_string(ParseError error) noexcept {
   return "unknown";
 }
 
-ParseResult<ParsedQuery> parse_query(std::span<const std::uint8_t> packet) noexcept {
-  if (packet.size() < kHeaderOctets) return ParseError::too_short;
-  ParsedQuery query;
-  query.header = read_header(packet);
-  if (query.header.qr()) return ParseError::response_bit_set;
-  if (query.header.qdcount != 1) return ParseError::bad_question_count;
+namespace {
 
-  if (const auto error = read_question(packet, query.question, query.question_end)) return *error;
-
-  // Walk every record the header announces, sized by the octets actually
-  // present: a lying count fails at the first missing record.
+// Everything after the header, laid out as a query: the question when
+// QDCOUNT is 1 (the caller has ruled out any other count but 0), then every
+// record the header announces, sized by the octets actually present, so a
+// lying count fails at the first missing record.
+std::optional<ParseError> read_body(std::span<const std::uint8_t> packet,
+                                    ParsedQuery& query) noexcept {
+  if (query.header.qdcount == 1) {
+    if (const auto error = read_question(packet, query.question, query.question_end)) {
+      return error;
+    }
+    query.has_question = true;
+  }
   std::size_t at = query.question_end;
   const std::size_t answer_and_authority = std::size_t{query.header.ancount} + query.header.nscount;
   const std::size_t records = answer_and_authority + query.header.arcount;
@@ -192,7 +195,28 @@ ParseResult<ParsedQuery> parse_query(std::span<const std::uint8_t> packet) noexc
     }
   }
   if (at != packet.size()) return ParseError::trailing_data;
-  return query;
+  return std::nullopt;
+}
+
+}  // namespace
+
+ParseResult<ParsedQuery> parse_query(std::span<const std::uint8_t> packet) noexcept {
+  if (packet.size() < kHeaderOctets) return ParseError::too_short;
+  ParsedQuery query;
+  query.header = read_header(packet);
+  if (query.header.qr()) return ParseError::response_bit_set;
+  if (query.header.opcode() == kOpcodeQuery) {
+    if (query.header.qdcount != 1) return ParseError::bad_question_count;
+    if (const auto error = read_body(packet, query)) return *error;
+    return query;
+  }
+  // Another opcode: NOTIMP from the header alone when the rest is not what
+  // a query would be (RFC 8906 3.1.4).
+  if (query.header.qdcount <= 1 && !read_body(packet, query).has_value()) return query;
+  ParsedQuery header_only;
+  header_only.header = query.header;
+  header_only.header_only = true;
+  return header_only;
 }
 
 ParseResult<ResponseQuestion> parse_response_question(
@@ -244,7 +268,12 @@ constexpr std::array kRcodeNames{
     CodeName{0, "NOERROR"},  CodeName{1, "FORMERR"},  CodeName{2, "SERVFAIL"},
     CodeName{3, "NXDOMAIN"}, CodeName{4, "NOTIMP"},   CodeName{5, "REFUSED"},
     CodeName{6, "YXDOMAIN"}, CodeName{7, "YXRRSET"},  CodeName{8, "NXRRSET"},
-    CodeName{9, "NOTAUTH"},  CodeName{10, "NOTZONE"},
+    CodeName{9, "NOTAUTH"},  CodeName{10, "NOTZONE"}, CodeName{16, "BADVERS"},
+};
+
+constexpr std::array kOpcodeNames{
+    CodeName{0, "QUERY"},  CodeName{1, "IQUERY"}, CodeName{2, "STATUS"},
+    CodeName{4, "NOTIFY"}, CodeName{5, "UPDATE"}, CodeName{6, "DSO"},
 };
 
 template <std::size_t N>
@@ -268,6 +297,10 @@ std::string qclass_to_string(std::uint16_t qclass) {
 
 std::string rcode_to_string(std::uint8_t rcode) {
   return name_or_number(kRcodeNames, rcode, "RCODE");
+}
+
+std::string opcode_to_string(std::uint8_t opcode) {
+  return name_or_number(kOpcodeNames, opcode, "OPCODE");
 }
 
 }  // namespace dnsgate

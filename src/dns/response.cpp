@@ -24,20 +24,29 @@ QueryEcho echo_of(const ParsedQuery& query, std::span<const std::uint8_t> packet
   return echo;
 }
 
+Rcode response_rcode(const QueryEcho& query, Rcode rcode) noexcept {
+  return query.edns.present && query.edns.version > 0 ? Rcode::badvers : rcode;
+}
+
 std::size_t synthesize_response(const QueryEcho& query, Rcode rcode, ExtendedError ede,
                                 std::span<std::uint8_t> out) noexcept {
-  const bool with_ede = query.edns.present && ede != ExtendedError::none;
+  const auto sent = static_cast<std::uint16_t>(response_rcode(query, rcode));
+  // BADVERS says only which version to speak: the verdict comes with the retry.
+  const bool with_ede = query.edns.present && ede != ExtendedError::none &&
+                        sent != static_cast<std::uint16_t>(Rcode::badvers);
   const std::size_t size = kHeaderOctets + query.question.size() +
                            (query.edns.present ? kOptFixedOctets : 0) +
                            (with_ede ? kEdeOptionOctets : 0);
   if (out.size() < size) return 0;
 
-  const std::uint16_t kept = query.flags & (flag::kOpcodeMask | flag::kRd | flag::kCd);
-  const auto flags =
-      static_cast<std::uint16_t>(flag::kQr | kept | flag::kRa | static_cast<std::uint16_t>(rcode));
+  const std::uint16_t opcode = query.flags & flag::kOpcodeMask;
+  auto flags = static_cast<std::uint16_t>(flag::kQr | opcode | (sent & flag::kRcodeMask));
+  if (opcode >> flag::kOpcodeShift == kOpcodeQuery) {
+    flags |= static_cast<std::uint16_t>((query.flags & (flag::kRd | flag::kCd)) | flag::kRa);
+  }
   write_u16(out, 0, query.id);
   write_u16(out, 2, flags);
-  write_u16(out, 4, 1);
+  write_u16(out, 4, query.question.empty() ? 0 : 1);
   write_u16(out, 6, 0);
   write_u16(out, 8, 0);
   write_u16(out, 10, query.edns.present ? 1 : 0);
@@ -48,7 +57,8 @@ std::size_t synthesize_response(const QueryEcho& query, Rcode rcode, ExtendedErr
     out[at] = 0;  // the root owns OPT
     write_u16(out, at + 1, kTypeOpt);
     write_u16(out, at + 3, kAdvertisedUdpPayload);
-    write_u16(out, at + 5, 0);  // extended rcode 0, version 0
+    out[at + 5] = static_cast<std::uint8_t>(sent >> 4);  // the extended rcode's upper 8 bits
+    out[at + 6] = 0;                                     // version 0
     write_u16(out, at + 7, query.edns.dnssec_ok ? kEdnsDoBit : 0);
     write_u16(out, at + 9, with_ede ? kEdeOptionOctets : 0);
     at += kOptFixedOctets;

@@ -220,6 +220,7 @@ constexpr std::size_t kEnumCodes = 32;
 constexpr std::size_t kTypeCodes = 512;
 constexpr std::size_t kClassCodes = 256;
 constexpr std::size_t kRcodeCodes = 256;
+constexpr std::size_t kOpcodeCodes = 256;
 
 std::string_view transport_name(std::size_t code) {
   return to_string(static_cast<Transport>(code));
@@ -242,6 +243,9 @@ std::string class_name(std::size_t code) {
 std::string rcode_name(std::size_t code) {
   return rcode_to_string(static_cast<std::uint8_t>(code));
 }
+std::string opcode_name(std::size_t code) {
+  return opcode_to_string(static_cast<std::uint8_t>(code));
+}
 
 struct NameTables {
   std::array<JsonName, kEnumCodes> transports = json_names<kEnumCodes>(transport_name);
@@ -251,6 +255,7 @@ struct NameTables {
   std::array<JsonName, kTypeCodes> types = json_names<kTypeCodes>(type_name);
   std::array<JsonName, kClassCodes> classes = json_names<kClassCodes>(class_name);
   std::array<JsonName, kRcodeCodes> rcodes = json_names<kRcodeCodes>(rcode_name);
+  std::array<JsonName, kOpcodeCodes> opcodes = json_names<kOpcodeCodes>(opcode_name);
 };
 
 const NameTables& name_tables() {
@@ -589,6 +594,11 @@ void CloudEventFormatter::append_event(std::string& out, const QueryRecord& reco
       malformed ? json_name(names.parse_errors, static_cast<std::size_t>(record.parse_error),
                             parse_error_name, spill_malformed)
                 : std::string_view{};
+  std::string spill_opcode;
+  const bool unsupported = record.reason == ReasonCode::unsupported_opcode;
+  const std::string_view opcode =
+      unsupported ? json_name(names.opcodes, record.opcode, opcode_name, spill_opcode)
+                  : std::string_view{};
   std::string spill_type;
   std::string spill_class;
   std::string_view qtype;
@@ -613,8 +623,8 @@ void CloudEventFormatter::append_event(std::string& out, const QueryRecord& reco
       kFixedRoom + after_id_.size() + before_transport_.size() +
       (event_id != nullptr ? event_id->size() * kJsonEscapedPerOctet : EventIdGenerator::kLength) +
       second_text_.size() + 2 * kEndpointRoom + 2 * name_room + transport.size() + action.size() +
-      reason.size() + parse_error.size() + qtype.size() + qclass.size() + rcode.size() +
-      record.upstream_uri.size() + kMaxUpstreamErrorText;
+      reason.size() + parse_error.size() + opcode.size() + qtype.size() + qclass.size() +
+      rcode.size() + record.upstream_uri.size() + kMaxUpstreamErrorText;
 
   const std::size_t start = out.size();
   // Nothing below throws: `out` ends up with the whole line or, had this
@@ -673,6 +683,11 @@ void CloudEventFormatter::append_event(std::string& out, const QueryRecord& reco
   if (malformed) {
     at = write_literal(at, R"(,"malformedReason":")");
     at = write_text(at, parse_error);
+    *at++ = '"';
+  }
+  if (unsupported) {
+    at = write_literal(at, R"(,"opcode":")");
+    at = write_text(at, opcode);
     *at++ = '"';
   }
   at = write_literal(at, R"(,"rcode":)");

@@ -143,24 +143,26 @@ bool ProxyLoop::handle_query(std::span<std::uint8_t> packet, const ClientRef& cl
     return false;
   }
   const ParsedQuery& query = parsed.value();
-  record.has_question = true;
+  record.has_question = query.has_question;
   record.qname = query.question.name;
   record.qtype = query.question.qtype;
   record.qclass = query.question.qclass;
   const QueryEcho echo = echo_of(query, packet);
 
+  // An EDNS version above 0 turns any of these answers into BADVERS.
   const auto answer_here = [&](QueryAction action, ReasonCode reason, Rcode rcode,
                                ExtendedError ede) {
     answer_locally(echo, client, rcode, ede);
     record.action = action;
     record.reason = reason;
     record.has_rcode = true;
-    record.rcode = static_cast<std::uint8_t>(rcode);
+    record.rcode = static_cast<std::uint8_t>(response_rcode(echo, rcode));
     emit(record);
   };
 
   if (query.header.opcode() != kOpcodeQuery) {
     ++stats_.notimp;
+    record.opcode = query.header.opcode();
     answer_here(QueryAction::refuse, ReasonCode::unsupported_opcode, Rcode::notimp,
                 ExtendedError::none);
     return true;
@@ -258,7 +260,7 @@ void ProxyLoop::finish(InflightQuery& query, ReasonCode reason, const Clock& now
     if (deliver(client, {synthesized_.data(), size})) {
       record.action = QueryAction::servfail;
       record.has_rcode = true;
-      record.rcode = static_cast<std::uint8_t>(Rcode::servfail);
+      record.rcode = static_cast<std::uint8_t>(response_rcode(query.echo(), Rcode::servfail));
     } else {
       ++stats_.client_gone;
       record.reason = ReasonCode::client_gone;

@@ -252,8 +252,9 @@ QueryRecord random_record(Random& random) {
   record.reason = static_cast<ReasonCode>(random.chance(2) ? random.below(256) : random.below(9));
   record.parse_error = static_cast<ParseError>(random.chance(2) ? random.below(256)
                                                                 : random.below(kParseErrorCount));
+  record.opcode = static_cast<std::uint8_t>(random.chance(70) ? random.below(16) : random.next());
   record.has_rcode = random.chance(80);
-  record.rcode = static_cast<std::uint8_t>(random.chance(70) ? random.below(12) : random.next());
+  record.rcode = static_cast<std::uint8_t>(random.chance(70) ? random.below(17) : random.next());
   record.answer_count =
       static_cast<std::uint16_t>(random.chance(10) ? random.next() : random.below(5));
   record.has_upstream = random.chance(60);
@@ -416,6 +417,10 @@ TEST(CloudEventDifferential, EveryCodeOfEveryNamedField) {
     malformed.reason = ReasonCode::malformed_query;
     malformed.parse_error = static_cast<ParseError>(c);
     ASSERT_TRUE(matches_reference(formatter, malformed, "demo", kEventId)) << code;
+    QueryRecord unsupported = record;
+    unsupported.reason = ReasonCode::unsupported_opcode;
+    unsupported.opcode = c;
+    ASSERT_TRUE(matches_reference(formatter, unsupported, "demo", kEventId)) << code;
   }
 }
 

@@ -180,6 +180,10 @@ void append_cloud_event(std::string& out, const QueryRecord& record, std::string
     out += R"(,"malformedReason":)";
     append_json_string(out, to_string(record.parse_error));
   }
+  if (record.reason == ReasonCode::unsupported_opcode) {
+    out += R"(,"opcode":)";
+    append_json_string(out, opcode_to_string(record.opcode));
+  }
   out += R"(,"rcode":)";
   if (record.has_rcode) {
     append_json_string(out, rcode_to_string(record.rcode));

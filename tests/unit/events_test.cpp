@@ -209,6 +209,46 @@ TEST(CloudEvent, RefusedQueryHasRcodeButNoUpstream) {
   EXPECT_FALSE(data.contains("malformedReason"));
 }
 
+TEST(CloudEvent, UnsupportedOpcodeSaysWhichOpcode) {
+  QueryRecord record = forwarded_record();
+  record.action = QueryAction::refuse;
+  record.reason = ReasonCode::unsupported_opcode;
+  record.opcode = 4;
+  record.rcode = 4;
+  record.answer_count = 0;
+  record.has_upstream = false;
+  const Json data = Json::parse(format_cloud_event(record, "demo", kEventId))["data"];
+  EXPECT_EQ(data["reasonCode"], "unsupported_opcode");
+  EXPECT_EQ(data["opcode"], "NOTIFY");
+  EXPECT_EQ(data["rcode"], "NOTIMP");
+  EXPECT_EQ(data["qname"], "www.example.com");
+  // Only unsupported_opcode events say the opcode.
+  EXPECT_FALSE(
+      Json::parse(format_cloud_event(forwarded_record(), "demo", kEventId))["data"].contains(
+          "opcode"));
+}
+
+TEST(CloudEvent, UnsupportedOpcodeWithoutQuestionAndBadvers) {
+  // `dig +header-only +opcode=15 +edns=1`: no question, BADVERS sent.
+  QueryRecord record = forwarded_record();
+  record.size = 23;
+  record.has_question = false;
+  record.action = QueryAction::refuse;
+  record.reason = ReasonCode::unsupported_opcode;
+  record.opcode = 15;
+  record.rcode = 16;
+  record.answer_count = 0;
+  record.has_upstream = false;
+  const Json event = Json::parse(format_cloud_event(record, "demo", kEventId));
+  EXPECT_FALSE(event.contains("subject"));
+  const Json& data = event["data"];
+  EXPECT_FALSE(data.contains("qname"));
+  EXPECT_FALSE(data.contains("qtype"));
+  EXPECT_EQ(data["opcode"], "OPCODE15");
+  EXPECT_EQ(data["rcode"], "BADVERS");
+  EXPECT_EQ(data["transactionId"], 4660);
+}
+
 TEST(CloudEvent, EscapedQnameSurvivesJsonExactly) {
   QueryRecord record = forwarded_record();
   // Two labels: "a.b" and "\0x". As text they must not read as three labels.

@@ -123,6 +123,8 @@ TEST(ParseQuery, PlainAQuery) {
   EXPECT_EQ(q.question.qclass, 1);
   EXPECT_EQ(q.question_end, 33u);
   EXPECT_FALSE(q.edns.present);
+  EXPECT_TRUE(q.has_question);
+  EXPECT_FALSE(q.header_only);
 }
 
 TEST(ParseQuery, QuestionNameWireIsTheQueryBytes) {
@@ -229,6 +231,95 @@ TEST(ParseQuery, EveryOpcodeParses) {
     const auto r = parse_query(p);
     ASSERT_TRUE(r.ok()) << "opcode " << opcode;
     EXPECT_EQ(r.value().header.opcode(), opcode);
+  }
+}
+
+// ------------------------------------------------- opcodes other than QUERY
+
+TEST(ParseQuery, OtherOpcodeWithoutQuestionIsAccepted) {
+  // `dig +noedns +norec +header-only +opcode=15`: the header alone.
+  const auto r = parse_query(Header(0x7800, 0));
+  ASSERT_TRUE(r.ok()) << ExpectedName(r.error());
+  EXPECT_EQ(r.value().header.opcode(), 15);
+  EXPECT_FALSE(r.value().has_question);
+  EXPECT_FALSE(r.value().header_only);
+  EXPECT_EQ(r.value().question_end, 12u);
+  EXPECT_FALSE(r.value().edns.present);
+}
+
+TEST(ParseQuery, OtherOpcodeWithoutQuestionKeepsItsOpt) {
+  Wire w;
+  w.header(1, 0x7800, 0, 0, 0, 1).opt(4096, 0x00018000);
+  const auto r = parse_query(w.build());
+  ASSERT_TRUE(r.ok()) << ExpectedName(r.error());
+  EXPECT_FALSE(r.value().has_question);
+  EXPECT_FALSE(r.value().header_only);
+  EXPECT_TRUE(r.value().edns.present);
+  EXPECT_EQ(r.value().edns.version, 1);
+  EXPECT_TRUE(r.value().edns.dnssec_ok);
+  EXPECT_EQ(r.value().edns.udp_payload_size, 4096);
+}
+
+TEST(ParseQuery, OtherOpcodeWithOneQuestionAndOpt) {
+  Wire w;
+  w.header(1, 0x2400, 1, 0, 0, 1).question("Example.com", 6, 1).opt(1232, 0);
+  const auto r = parse_query(w.build());
+  ASSERT_TRUE(r.ok()) << ExpectedName(r.error());
+  EXPECT_TRUE(r.value().has_question);
+  EXPECT_FALSE(r.value().header_only);
+  EXPECT_EQ(NameOf(r.value().question), "Example.com");
+  EXPECT_EQ(r.value().question_end, 29u);
+  EXPECT_TRUE(r.value().edns.present);
+}
+
+// RFC 8906 3.1.4: for an unknown opcode nothing but the header need match.
+::testing::AssertionResult HeaderOnly(const Bytes& packet) {
+  const auto r = parse_query(packet);
+  if (!r.ok()) return ::testing::AssertionFailure() << "rejected: " << ExpectedName(r.error());
+  const ParsedQuery& q = r.value();
+  if (!q.header_only) return ::testing::AssertionFailure() << "not header_only";
+  if (q.has_question || q.question_end != 12 || q.edns.present) {
+    return ::testing::AssertionFailure() << "a header_only result carries something of the body";
+  }
+  return ::testing::AssertionSuccess();
+}
+
+TEST(ParseQuery, OtherOpcodeNotLaidOutAsAQueryIsHeaderOnly) {
+  Wire two;
+  two.header(1, 0x7800, 2, 0, 0, 0).question("a.example").question("b.example");
+  EXPECT_TRUE(HeaderOnly(two.build()));
+  Bytes many = kAQuery;
+  many[2] = 0x78;
+  many[4] = many[5] = 0xFF;  // QDCOUNT 65535
+  EXPECT_TRUE(HeaderOnly(many));
+  // DSO (RFC 8490): all counts 0, then TLVs.
+  EXPECT_TRUE(HeaderOnly(Wire().header(1, 0x3000, 0, 0, 0, 0).raw({0, 1, 0, 0}).build()));
+  // A question, then one octet too many.
+  Bytes trailing = kAQuery;
+  trailing[2] = 0x79;
+  trailing.push_back(0);
+  EXPECT_TRUE(HeaderOnly(trailing));
+  // A question with a bad label, one cut short, a record announced and absent.
+  EXPECT_TRUE(HeaderOnly(Wire().header(1, 0x7800, 1, 0, 0, 0).raw({0x41, 'a', 0}).build()));
+  EXPECT_TRUE(HeaderOnly(Header(0x7800, 1)));
+  EXPECT_TRUE(HeaderOnly(Header(0x7800, 0, 1)));
+  // Two OPTs: neither is believed.
+  Wire opts;
+  opts.header(1, 0x7800, 1, 0, 0, 2).question("example.com").opt(1232, 0x8000).opt(1232, 0x8000);
+  EXPECT_TRUE(HeaderOnly(opts.build()));
+}
+
+TEST(ParseQuery, OtherOpcodeStillNeedsAWholeHeaderAndQrClear) {
+  EXPECT_TRUE(QueryRejected(Bytes(11, 0x78), ParseError::too_short));
+  EXPECT_TRUE(QueryRejected(Header(0xF800, 0), ParseError::response_bit_set));
+  EXPECT_TRUE(QueryRejected(Header(0xA400, 1), ParseError::response_bit_set));
+}
+
+TEST(ParseQuery, EveryOtherOpcodeWithoutQuestionIsAccepted) {
+  for (std::uint16_t opcode = 1; opcode < 16; ++opcode) {
+    const auto r = parse_query(Header(static_cast<std::uint16_t>(opcode << 11), 0));
+    ASSERT_TRUE(r.ok()) << "opcode " << opcode;
+    EXPECT_FALSE(r.value().has_question);
   }
 }
 
@@ -348,6 +439,13 @@ TEST(ParseQueryRejects, HeaderOnlyWithOneQuestionIsTruncatedQuestion) {
 
 TEST(ParseQueryRejects, QdcountZero) {
   EXPECT_TRUE(QueryRejected(Header(0x0100, 0), ParseError::bad_question_count));
+}
+
+TEST(ParseQueryRejects, QdcountZeroWithAnOptIsStillAQueryWithoutQuestion) {
+  // RFC 7873 5.4's server-cookie query: dnsgate is no cookie server (DESIGN 1).
+  Wire w;
+  w.header(1, 0x0000, 0, 0, 0, 1).opt(1232, 0, {0x00, 0x0A, 0x00, 0x08, 1, 2, 3, 4, 5, 6, 7, 8});
+  EXPECT_TRUE(QueryRejected(w.build(), ParseError::bad_question_count));
 }
 
 TEST(ParseQueryRejects, QdcountTwo) {
@@ -725,6 +823,21 @@ TEST(PresentationNames, Rcodes) {
   EXPECT_EQ(rcode_to_string(10), "NOTZONE");
   EXPECT_EQ(rcode_to_string(11), "RCODE11");
   EXPECT_EQ(rcode_to_string(15), "RCODE15");
+  EXPECT_EQ(rcode_to_string(16), "BADVERS");
+  EXPECT_EQ(rcode_to_string(17), "RCODE17");
+  EXPECT_EQ(rcode_to_string(255), "RCODE255");
+}
+
+TEST(PresentationNames, Opcodes) {
+  EXPECT_EQ(opcode_to_string(0), "QUERY");
+  EXPECT_EQ(opcode_to_string(1), "IQUERY");
+  EXPECT_EQ(opcode_to_string(2), "STATUS");
+  EXPECT_EQ(opcode_to_string(3), "OPCODE3");
+  EXPECT_EQ(opcode_to_string(4), "NOTIFY");
+  EXPECT_EQ(opcode_to_string(5), "UPDATE");
+  EXPECT_EQ(opcode_to_string(6), "DSO");
+  EXPECT_EQ(opcode_to_string(7), "OPCODE7");
+  EXPECT_EQ(opcode_to_string(15), "OPCODE15");
 }
 
 // --------------------------------------------------- parse_response_question
@@ -855,10 +968,28 @@ TEST(HostileBytes, EveryPrefixOfAValidEdnsQueryIsRejectedForTheRightReason) {
   }
 }
 
-// What must hold of any packet parse_query accepts.
+// What must hold of any packet parse_query accepts: a QUERY has its one
+// question; another opcode has QDCOUNT 0 or 1 as read, or is header_only.
 void CheckAcceptedQuery(const Bytes& p, const ParsedQuery& q) {
-  ASSERT_GE(p.size(), 12u + 1 + 4);
+  ASSERT_GE(p.size(), 12u);
   EXPECT_FALSE(q.header.qr());
+  if (q.header.opcode() != kOpcodeQuery) {
+    if (q.header_only) {
+      EXPECT_FALSE(q.has_question);
+      EXPECT_FALSE(q.edns.present);
+      EXPECT_EQ(q.question_end, 12u);
+      return;
+    }
+    EXPECT_LE(q.header.qdcount, 1);
+    EXPECT_EQ(q.has_question, q.header.qdcount == 1);
+    if (!q.has_question) {
+      EXPECT_EQ(q.question_end, 12u);
+      return;
+    }
+  }
+  EXPECT_TRUE(q.has_question);
+  EXPECT_FALSE(q.header_only);
+  ASSERT_GE(p.size(), 12u + 1 + 4);
   EXPECT_EQ(q.header.qdcount, 1);
   EXPECT_LE(q.question.name.wire_length(), 255u);
   ASSERT_GE(q.question_end, 12u + 1 + 4);

@@ -1,6 +1,6 @@
 // Tests of the responses dnsgate synthesizes (REFUSED, NXDOMAIN, NOTIMP,
-// SERVFAIL). Every expectation is a byte array worked out by hand from
-// RFC 1035 4.1, RFC 6891 6.1 and RFC 8914 2.
+// SERVFAIL, BADVERS). Every expectation is a byte array worked out by hand
+// from RFC 1035 4.1, RFC 6891 6.1 and RFC 8914 2.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -100,7 +100,7 @@ TEST(SynthesizeResponse, NotimpForNotifyCopiesTheOpcode) {
                           'c',  'o', 'm', 0x00, 0x00, 0x06, 0x00, 0x01};
   // clang-format off
   const Bytes expected = {
-      0x04, 0xD2, 0xA0, 0x84,  // id, flags: QR opcode 4 RA NOTIMP
+      0x04, 0xD2, 0xA0, 0x04,  // id, flags: QR opcode 4 NOTIMP (AA not copied, no RA)
       0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,  // QD 1, AN 0, NS 0, AR 0
       0x07, 'e', 'x', 'a', 'm', 'p', 'l', 'e', 0x03, 'c', 'o', 'm', 0x00,  // QNAME
       0x00, 0x06, 0x00, 0x01,  // QTYPE 6, QCLASS 1
@@ -153,15 +153,6 @@ TEST(SynthesizeResponse, AdvertisedPayloadIs1232WhateverTheQuerySaid) {
     EXPECT_EQ(got[32], 0x04) << asked;
     EXPECT_EQ(got[33], 0xD0) << asked;
   }
-}
-
-TEST(SynthesizeResponse, VersionIsZeroEvenIfTheQueryAskedAnother) {
-  EdnsInfo edns = Edns(true);
-  edns.version = 1;
-  const Bytes got = Synth(Echo(1, 0, kQuestion, edns), Rcode::refused, ExtendedError::blocked);
-  ASSERT_EQ(got.size(), 46u);
-  const Bytes ttl(got.begin() + 34, got.begin() + 38);
-  EXPECT_EQ(ttl, (Bytes{0x00, 0x00, 0x80, 0x00}));
 }
 
 TEST(SynthesizeResponse, ServfailWithEde22NoReachableAuthority) {
@@ -217,7 +208,7 @@ TEST(SynthesizeResponse, ServfailWithEdnsAndNoEdeHasAnEmptyOpt) {
 TEST(SynthesizeResponse, NotimpForNotifyWithEdnsAndNoEde) {
   // clang-format off
   const Bytes expected = {
-      0x00, 0x07, 0xA0, 0x84,  // id, flags: QR opcode 4 RA NOTIMP
+      0x00, 0x07, 0xA0, 0x04,  // id, flags: QR opcode 4 NOTIMP
       0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01,  // QD 1, AN 0, NS 0, AR 1
       0x07, 'e', 'x', 'a', 'm', 'p', 'l', 'e', 0x03, 'c', 'o', 'm', 0x00,  // QNAME
       0x00, 0x01, 0x00, 0x01,  // QTYPE 1, QCLASS 1
@@ -258,13 +249,125 @@ TEST(SynthesizeResponse, OpcodeFifteenIsCopied) {
   const Bytes got = Synth(Echo(1, 0x7800, kQuestion), Rcode::notimp, ExtendedError::none);
   ASSERT_GE(got.size(), 4u);
   EXPECT_EQ(got[2], 0xF8);
-  EXPECT_EQ(got[3], 0x84);
+  EXPECT_EQ(got[3], 0x04);
+}
+
+TEST(SynthesizeResponse, OtherOpcodesGetQrAndTheOpcodeAndNoOtherFlag) {
+  // AA TC RD RA Z AD CD are defined for QUERY: an answer to another opcode
+  // sets none of them, whatever the query had (RFC 8906 3.1.3, 3.1.4).
+  for (std::uint16_t opcode = 1; opcode < 16; ++opcode) {
+    const auto query_flags = static_cast<std::uint16_t>(opcode << 11 | 0x07FF);
+    const Bytes got = Synth(Echo(1, query_flags, kQuestion), Rcode::notimp, ExtendedError::none);
+    ASSERT_GE(got.size(), 4u);
+    EXPECT_EQ(got[2], static_cast<std::uint8_t>(0x80 | opcode << 3)) << opcode;
+    EXPECT_EQ(got[3], 0x04) << opcode;
+  }
+}
+
+TEST(SynthesizeResponse, QueryKeepsRdAndCdAndSetsRaWhateverElseTheQueryHad) {
+  const Bytes got = Synth(Echo(1, 0x07FF, kQuestion), Rcode::notimp, ExtendedError::none);
+  ASSERT_GE(got.size(), 4u);
+  EXPECT_EQ(got[2], 0x81);  // QR, opcode 0, RD
+  EXPECT_EQ(got[3], 0x94);  // RA, CD, NOTIMP
 }
 
 TEST(SynthesizeResponse, QrInTheEchoedFlagsDoesNotMatter) {
   const Bytes a = Synth(Echo(1, 0x8100, kQuestion), Rcode::refused, ExtendedError::none);
   const Bytes b = Synth(Echo(1, 0x0100, kQuestion), Rcode::refused, ExtendedError::none);
   EXPECT_EQ(a, b);
+}
+
+// ------------------------------------------------------------- no question
+
+TEST(SynthesizeResponse, NotimpWithoutQuestionIsTheHeaderAlone) {
+  // What `dig +noedns +norec +header-only +opcode=15` gets (RFC 8906 3.1.4).
+  const Bytes expected = {
+      0x76, 0x54, 0xF8, 0x04,                          // id, flags: QR opcode 15 NOTIMP
+      0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,  // QD 0, AN 0, NS 0, AR 0
+  };
+  EXPECT_EQ(Synth(Echo(0x7654, 0x7800, Bytes{}), Rcode::notimp, ExtendedError::none), expected);
+}
+
+TEST(SynthesizeResponse, NotimpWithoutQuestionWithEdns) {
+  // clang-format off
+  const Bytes expected = {
+      0x76, 0x54, 0xF8, 0x04,  // id, flags: QR opcode 15 NOTIMP
+      0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01,  // QD 0, AN 0, NS 0, AR 1
+      0x00, 0x00, 0x29, 0x04, 0xD0,  // OPT owned by root, CLASS = payload 1232
+      0x00, 0x00, 0x80, 0x00, 0x00, 0x00,  // TTL: ext-rcode 0, version 0, DO; RDLEN 0
+  };
+  // clang-format on
+  EXPECT_EQ(Synth(Echo(0x7654, 0x7900, Bytes{}, Edns(true)), Rcode::notimp, ExtendedError::none),
+            expected);
+}
+
+// ---------------------------------------------------------------- BADVERS
+
+EdnsInfo EdnsVersion(std::uint8_t version, bool dnssec_ok) {
+  EdnsInfo e = Edns(dnssec_ok);
+  e.version = version;
+  return e;
+}
+
+TEST(ResponseRcode, BadversOnlyForAnEdnsVersionAboveZero) {
+  EXPECT_EQ(response_rcode(Echo(1, 0x0100, kQuestion), Rcode::refused), Rcode::refused);
+  EXPECT_EQ(response_rcode(Echo(1, 0x0100, kQuestion, Edns(true)), Rcode::refused), Rcode::refused);
+  EdnsInfo absent;
+  absent.version = 1;  // not an OPT: nothing to say about a version
+  EXPECT_EQ(response_rcode(Echo(1, 0x0100, kQuestion, absent), Rcode::servfail), Rcode::servfail);
+  for (const Rcode rcode : {Rcode::refused, Rcode::nxdomain, Rcode::notimp, Rcode::servfail}) {
+    for (const int version : {1, 2, 255}) {
+      const auto edns = EdnsVersion(static_cast<std::uint8_t>(version), false);
+      EXPECT_EQ(response_rcode(Echo(1, 0x0100, kQuestion, edns), rcode), Rcode::badvers);
+    }
+  }
+}
+
+TEST(SynthesizeResponse, BadversInPlaceOfRefusedForEdnsVersion1) {
+  // RFC 6891 6.1.3: BADVERS is 16, so 0 in the header and 1 in the OPT's
+  // EXTENDED-RCODE; the OPT says version 0; DO copied; no EDE.
+  // clang-format off
+  const Bytes expected = {
+      0xBE, 0xEF, 0x81, 0x80,  // id, flags: QR opcode 0 RD RA, rcode 0
+      0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01,  // QD 1, AN 0, NS 0, AR 1
+      0x07, 'e', 'x', 'a', 'm', 'p', 'l', 'e', 0x03, 'c', 'o', 'm', 0x00,  // QNAME
+      0x00, 0x01, 0x00, 0x01,  // QTYPE 1, QCLASS 1
+      0x00, 0x00, 0x29, 0x04, 0xD0,  // OPT owned by root, CLASS = payload 1232
+      0x01, 0x00, 0x80, 0x00, 0x00, 0x00,  // TTL: ext-rcode 1, version 0, DO; RDLEN 0
+  };
+  // clang-format on
+  EXPECT_EQ(Synth(Echo(0xBEEF, 0x0100, kQuestion, EdnsVersion(1, true)), Rcode::refused,
+                  ExtendedError::blocked),
+            expected);
+}
+
+TEST(SynthesizeResponse, BadversInPlaceOfServfailNxdomainAndNotimpToo) {
+  for (const Rcode rcode : {Rcode::servfail, Rcode::nxdomain, Rcode::notimp}) {
+    for (const int version : {1, 255}) {
+      const Bytes got = Synth(
+          Echo(0x0102, 0x0110, kQuestion, EdnsVersion(static_cast<std::uint8_t>(version), false)),
+          rcode, ExtendedError::no_reachable_authority);
+      ASSERT_EQ(got.size(), 40u);
+      EXPECT_EQ(got[2], 0x81);
+      EXPECT_EQ(got[3], 0x90);  // RA CD, rcode 0
+      const Bytes ttl_and_rdlen(got.begin() + 34, got.end());
+      EXPECT_EQ(ttl_and_rdlen, (Bytes{0x01, 0x00, 0x00, 0x00, 0x00, 0x00}));
+    }
+  }
+}
+
+TEST(SynthesizeResponse, BadversForAnotherOpcodeWithoutQuestion) {
+  // clang-format off
+  const Bytes expected = {
+      0x00, 0x2A, 0xF8, 0x00,  // id, flags: QR opcode 15, rcode 0
+      0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01,  // QD 0, AN 0, NS 0, AR 1
+      0x00, 0x00, 0x29, 0x04, 0xD0,  // OPT owned by root, CLASS = payload 1232
+      0x01, 0x00, 0x00, 0x00, 0x00, 0x00,  // TTL: ext-rcode 1, version 0; RDLEN 0
+  };
+  // clang-format on
+  EXPECT_EQ(
+      Synth(Echo(42, 0x7900, Bytes{}, EdnsVersion(1, false)), Rcode::notimp, ExtendedError::none),
+      expected);
 }
 
 // ------------------------------------------------------------- question
@@ -322,6 +425,7 @@ TEST(SynthesizeResponse, TooSmallReturnsZeroAndNeverWritesPast) {
       {EdnsInfo{}, ExtendedError::blocked, 29},
       {Edns(true), ExtendedError::none, 40},
       {Edns(true), ExtendedError::blocked, 46},
+      {EdnsVersion(1, true), ExtendedError::blocked, 40},
   };
   for (const Case& c : cases) {
     const QueryEcho echo = Echo(0xBEEF, 0x0100, kQuestion, c.edns);
@@ -419,6 +523,63 @@ TEST(EchoOf, StopsAtQuestionEndEvenWithRecordsAfter) {
   };
   // clang-format on
   EXPECT_EQ(got, expected);
+}
+
+TEST(EchoOf, TheQueryOptSaysNothingMoreInTheAnswer) {
+  // The query's OPT has every unassigned flag bit, an unknown option (65001)
+  // and a COOKIE (10): the answer's OPT has DO (copied), payload 1232,
+  // version 0, the EDE, and nothing else (RFC 6891 6.1.4, 6.1.2; RFC 7873 5.2).
+  Wire w;
+  w.header(0x0A0B, 0x0100, 1, 0, 0, 1).question("example.com");
+  w.opt(4096, 0x0000FFFF,
+        {0xFD, 0xE9, 0x00, 0x02, 'h', 'i', 0x00, 0x0A, 0x00, 0x08, 1, 2, 3, 4, 5, 6, 7, 8});
+  const Bytes packet = w.build();
+  const auto parsed = parse_query(packet);
+  ASSERT_TRUE(parsed.ok());
+  const Bytes got = Synth(echo_of(parsed.value(), packet), Rcode::refused, ExtendedError::blocked);
+  ASSERT_EQ(got.size(), 46u);
+  const Bytes opt(got.begin() + 29, got.end());
+  EXPECT_EQ(opt, (Bytes{0x00, 0x00, 0x29, 0x04, 0xD0, 0x00, 0x00, 0x80, 0x00, 0x00, 0x06, 0x00,
+                        0x0F, 0x00, 0x02, 0x00, 0x0F}));
+}
+
+TEST(EchoOf, OtherOpcodeWithoutQuestionEchoesNoQuestion) {
+  Wire w;
+  w.header(0x0C0D, 0x7800, 0, 0, 0, 1).opt(1232, 0x00008000);
+  const Bytes packet = w.build();
+  const auto parsed = parse_query(packet);
+  ASSERT_TRUE(parsed.ok());
+  const QueryEcho echo = echo_of(parsed.value(), packet);
+  EXPECT_TRUE(echo.question.empty());
+  EXPECT_TRUE(echo.edns.present);
+  // clang-format off
+  const Bytes expected = {
+      0x0C, 0x0D, 0xF8, 0x04,  // id, flags: QR opcode 15 NOTIMP
+      0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01,  // QD 0, AN 0, NS 0, AR 1
+      0x00, 0x00, 0x29, 0x04, 0xD0,  // OPT owned by root, CLASS = payload 1232
+      0x00, 0x00, 0x80, 0x00, 0x00, 0x00,  // TTL: ext-rcode 0, version 0, DO; RDLEN 0
+  };
+  // clang-format on
+  EXPECT_EQ(Synth(echo, Rcode::notimp, ExtendedError::none), expected);
+}
+
+TEST(EchoOf, OtherOpcodeNotLaidOutAsAQueryIsAnsweredFromTheHeaderAlone) {
+  // DSO (opcode 6, RFC 8490): counts 0, then a TLV. The OPT-looking octets
+  // and the question of a QDCOUNT-2 message are not echoed either.
+  const Bytes dso = Wire().header(0x0E0F, 0x3000, 0, 0, 0, 0).raw({0x00, 0x01, 0x00, 0x00}).build();
+  Wire two;
+  two.header(0x0E0F, 0x3100, 2, 0, 0, 1).question("a.example").question("b.example");
+  two.opt(1232, 0x00008000);
+  for (const Bytes& packet : {dso, two.build()}) {
+    const auto parsed = parse_query(packet);
+    ASSERT_TRUE(parsed.ok());
+    ASSERT_TRUE(parsed.value().header_only);
+    const Bytes expected = {
+        0x0E, 0x0F, 0xB0, 0x04,                          // id, flags: QR opcode 6 NOTIMP
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,  // QD 0, AN 0, NS 0, AR 0
+    };
+    EXPECT_EQ(Synth(echo_of(parsed.value(), packet), Rcode::notimp, ExtendedError::none), expected);
+  }
 }
 
 }  // namespace
