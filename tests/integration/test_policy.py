@@ -4,6 +4,8 @@ upstream; other opcodes get NOTIMP (DESIGN.md §1 rows 2 and 4,
 
 from __future__ import annotations
 
+import struct
+
 import dns.message
 import dns.opcode
 import dns.rcode
@@ -164,9 +166,14 @@ def test_empty_allowlist_refuses_everything(dnsgate, upstream):
 # ------------------------------------------------------------ opcodes
 
 
+OPCODE_NAMES = {1: "IQUERY", 2: "STATUS", 4: "NOTIFY", 5: "UPDATE", 6: "DSO", 15: "OPCODE15"}
+
+
 @pytest.mark.parametrize("opcode", [1, 2, 4, 6, 15])
 @pytest.mark.parametrize("edns", [False, True])
 def test_other_opcodes_get_notimp(gate, upstream, opcode, edns):
+    """NOTIMP with the question echoed; RD is not copied for another opcode
+    (docs/conformance.md): assert_synthesized checks the flags."""
     flags = (opcode << 11) | 0x0100 | (0x0400 if opcode == 4 else 0)  # NOTIFY carries AA
     wire = raw_query([b"www", b"example", b"com"], qtype=6 if opcode == 4 else 1, ident=0x0C0C, flags=flags,
                      edns={"payload": 1232, "do": True} if edns else None)
@@ -175,8 +182,23 @@ def test_other_opcodes_get_notimp(gate, upstream, opcode, edns):
     (ev,) = gate.events(1)
     check_event(ev, r, action="refuse", reasonCode="unsupported_opcode", qname="www.example.com",
                 qtype="SOA" if opcode == 4 else "A", qclass="IN", rcode="NOTIMP", answerCount=0,
-                upstream=ABSENT)
+                upstream=ABSENT, opcode=OPCODE_NAMES[opcode])
     assert upstream.queries() == [], "the upstream saw a non-QUERY message"
+
+
+@pytest.mark.parametrize("opcode", [1, 2, 15])
+def test_other_opcodes_without_question_get_notimp(gate, upstream, opcode):
+    """RFC 8906 3.1.4 (`dig +noedns +norec +header-only +opcode=15`): the
+    header alone comes back, NOTIMP; the event has no qname."""
+    wire = struct.pack("!HHHHHH", 0x0D0D, opcode << 11, 0, 0, 0, 0)
+    r = gate.exchange(wire)
+    assert r.response == struct.pack("!HHHHHH", 0x0D0D, 0x8000 | opcode << 11 | dns.rcode.NOTIMP, 0, 0, 0, 0)
+    (ev,) = gate.events(1)
+    check_event(ev, r, action="refuse", reasonCode="unsupported_opcode", qname=ABSENT, qtype=ABSENT,
+                rcode="NOTIMP", answerCount=0, upstream=ABSENT, opcode=OPCODE_NAMES[opcode])
+    assert upstream.queries() == []
+    stats = gate.stop()
+    assert stats["notimp"] == 1 and stats["malformed"] == 0
 
 
 def test_update_gets_notimp(gate, upstream):
@@ -194,7 +216,7 @@ def test_update_gets_notimp(gate, upstream):
     assert wire_id(r.response) == 0x5005
     (ev,) = gate.events(1)
     check_event(ev, r, action="refuse", reasonCode="unsupported_opcode", qname="example.com", qtype="SOA",
-                rcode="NOTIMP", answerCount=0, upstream=ABSENT)
+                rcode="NOTIMP", answerCount=0, upstream=ABSENT, opcode="UPDATE")
     assert upstream.queries() == []
     stats = gate.stop()
     assert stats["notimp"] == 1 and stats["forwarded"] == 0
