@@ -124,8 +124,7 @@ int run_command(const std::string& config_path) {
   }
 
   for (const auto& resolver : config.resolvers) {
-    if (resolver.protocol == dnsgate::UpstreamProtocol::doh ||
-        resolver.protocol == dnsgate::UpstreamProtocol::doq) {
+    if (resolver.protocol == dnsgate::UpstreamProtocol::doq) {
       spdlog::error("resolver {}: this build does not speak its protocol yet", resolver.uri);
       return kExitRuntimeFailure;
     }

@@ -1,6 +1,7 @@
 #include "upstream/make_upstream.hpp"
 
 #include "upstream/do53.hpp"
+#include "upstream/doh.hpp"
 #include "upstream/dot.hpp"
 #include "upstream/tls_client.hpp"
 
@@ -30,6 +31,20 @@ class UnusableUpstream final : public Upstream {
 
 }  // namespace
 
+// An encrypted transport, or an unusable one when its TLS settings no
+// longer load (run and check refuse such a config before this).
+template <class Transport>
+std::unique_ptr<Upstream> with_tls(const ResolverConfig& resolver,
+                                   std::chrono::milliseconds timeout,
+                                   UpstreamListener& listener) {
+  std::string error;
+  auto tls = TlsClientContext::create(resolver, error);
+  if (!tls) {
+    return std::make_unique<UnusableUpstream>(UpstreamError{UpstreamErrorKind::tls_certificate, 0});
+  }
+  return std::make_unique<Transport>(resolver, std::move(tls), timeout, listener);
+}
+
 std::unique_ptr<Upstream> make_upstream(const ResolverConfig& resolver, int udp_fd,
                                         std::chrono::milliseconds timeout,
                                         UpstreamListener& listener) {
@@ -37,18 +52,12 @@ std::unique_ptr<Upstream> make_upstream(const ResolverConfig& resolver, int udp_
     case UpstreamProtocol::do53_udp:
     case UpstreamProtocol::do53_tcp:
       return std::make_unique<Do53Upstream>(resolver, udp_fd, listener);
-    case UpstreamProtocol::dot: {
-      std::string error;
-      auto tls = TlsClientContext::create(resolver, error);
-      if (!tls) {
-        return std::make_unique<UnusableUpstream>(
-            UpstreamError{UpstreamErrorKind::tls_certificate, 0});
-      }
-      return std::make_unique<DotUpstream>(resolver, std::move(tls), timeout, listener);
-    }
+    case UpstreamProtocol::dot:
+      return with_tls<DotUpstream>(resolver, timeout, listener);
     case UpstreamProtocol::doh:
+      return with_tls<DohUpstream>(resolver, timeout, listener);
     case UpstreamProtocol::doq:
-      break;
+      break;  // not yet
   }
   return std::make_unique<UnusableUpstream>(UpstreamError{UpstreamErrorKind::connect_failed, 0});
 }
