@@ -45,11 +45,16 @@ PaddingPlan plan_padding(std::span<const std::uint8_t> query, std::size_t block)
     at = last_rdata + read_u16(query, last_rdlength_at);
     if (at > query.size()) return {};
   }
-  if (records == 0 || last_type != kTypeOpt || at != query.size()) return {};
-  for (std::size_t option = last_rdata; option + kOptionHeader <= at;
-       option += kOptionHeader + read_u16(query, option + 2)) {
+  // The OPT counts only in the additional section (RFC 6891 6.1.1).
+  if (read_u16(query, 10) == 0 || last_type != kTypeOpt || at != query.size()) return {};
+  // Options must fill the RDATA exactly: one that claims more than is
+  // there would swallow the Padding option added after it.
+  std::size_t option = last_rdata;
+  while (option + kOptionHeader <= at) {
     if (read_u16(query, option) == kOptionPadding) return {};
+    option += kOptionHeader + read_u16(query, option + 2);
   }
+  if (option != at) return {};
   const std::size_t unpadded = query.size() + kOptionHeader;
   const std::size_t zeros = (block - unpadded % block) % block;
   const std::size_t rdlength = read_u16(query, last_rdlength_at) + kOptionHeader + zeros;

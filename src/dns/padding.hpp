@@ -14,8 +14,9 @@ inline constexpr std::size_t kPaddingBlock = 128;  // RFC 8467 4.1, for queries
 // How a query would be padded: `extra` octets (the option's 4-octet header
 // and its zeros) go at the end of the OPT record whose RDLENGTH is at
 // `rdlength_at`. extra == 0 when the query is left as it is: no OPT, OPT
-// not the last record (a TSIG or SIG(0) follows and would break), or the
-// query already carries a Padding option.
+// not the last record (a TSIG or SIG(0) follows and would break), options
+// that do not fill the OPT's RDATA exactly, or the query already carries a
+// Padding option.
 struct PaddingPlan {
   std::size_t extra = 0;
   std::size_t rdlength_at = 0;

@@ -42,6 +42,17 @@ FrameReader::ReadStatus FrameReader::read_from(int fd) noexcept {
   }
 }
 
+void FrameReader::feed(std::span<const std::uint8_t> octets) {
+  if (begin_ > 0) {
+    std::memmove(buffer_.data(), buffer_.data() + begin_, end_ - begin_);
+    end_ -= begin_;
+    begin_ = 0;
+  }
+  if (buffer_.size() < end_ + octets.size()) buffer_.resize(end_ + octets.size());
+  std::memcpy(buffer_.data() + end_, octets.data(), octets.size());
+  end_ += octets.size();
+}
+
 std::optional<std::span<std::uint8_t>> FrameReader::next_frame() noexcept {
   const std::size_t held = end_ - begin_;
   if (held < kLengthPrefix || held < needed()) return std::nullopt;

@@ -18,8 +18,11 @@ class FrameReader {
   // frame being assembled needs (at most 2 + 65535 octets).
   ReadStatus read_from(int fd) noexcept;
 
+  // Takes octets that came some other way (out of TLS): as read_from().
+  void feed(std::span<const std::uint8_t> octets);
+
   // The next complete message (without its length prefix), if one has
-  // arrived. The span stays valid until the next read_from().
+  // arrived. The span stays valid until the next read_from() or feed().
   std::optional<std::span<std::uint8_t>> next_frame() noexcept;
 
   // True when some octets of a message that has not yet ended are held.

@@ -16,25 +16,22 @@ void DotUpstream::submit(std::span<const std::uint8_t> query) {
 }
 
 UpstreamError DotUpstream::consume(std::span<const std::uint8_t> bytes, SteadyTime now) {
-  frames_.insert(frames_.end(), bytes.begin(), bytes.end());
-  std::size_t at = 0;
-  while (frames_.size() - at >= 2) {
-    const std::size_t length = read_u16(frames_, at);
-    if (frames_.size() - at - 2 < length) break;
-    const std::span<std::uint8_t> answer(frames_.data() + at + 2, length);
-    at += 2 + length;
-    if (length < kHeaderOctets || queries().generation(read_u16(answer, 0)) != generation()) {
+  frames_.feed(bytes);
+  while (const auto answer = frames_.next_frame()) {
+    if (answer->size() < kHeaderOctets ||
+        queries().generation(read_u16(*answer, 0)) != generation()) {
       count_unsolicited();
       continue;
     }
     // Still expected until the loop accepts it (and cancels): an answer to
     // another question must not end the wait.
-    answered(answer, now);
+    answered(*answer, now);
   }
-  frames_.erase(frames_.begin(), frames_.begin() + static_cast<std::ptrdiff_t>(at));
   return {};
 }
 
-void DotUpstream::on_closed() noexcept { frames_.clear(); }
+void DotUpstream::on_closed() noexcept {
+  frames_ = FrameReader{};
+}
 
 }  // namespace dnsgate

@@ -1,8 +1,7 @@
 // The dot upstream: DNS over TLS (RFC 7858) on one pipelined connection.
 #pragma once
 
-#include <vector>
-
+#include "net/frame_reader.hpp"
 #include "upstream/tls_stream.hpp"
 
 namespace dnsgate {
@@ -22,7 +21,7 @@ class DotUpstream final : public TlsStreamUpstream {
   UpstreamError consume(std::span<const std::uint8_t> bytes, SteadyTime now) override;
   void on_closed() noexcept override;
 
-  std::vector<std::uint8_t> frames_;  // octets read, not yet a whole answer
+  FrameReader frames_;
 };
 
 }  // namespace dnsgate

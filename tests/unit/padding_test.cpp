@@ -84,6 +84,18 @@ TEST(Padding, LeftAsItIsWithoutOptOrWhenOptIsNotLastOrAlreadyPadded) {
                            .opt(1232, 0, {0, 12, 0, 2, 0, 0})
                            .build();
   EXPECT_EQ(plan_padding(already).extra, 0U);
+  // Found by fuzz/stream_answer_fuzz: an option that claims more octets
+  // than the OPT holds would swallow the Padding option after it.
+  const auto overlong = Wire()
+                            .header(1, 0, 1, 0, 0, 1)
+                            .question("example.com")
+                            .opt(1232, 0, {0, 10, 1, 0, 1, 2, 3, 4})
+                            .build();
+  EXPECT_EQ(plan_padding(overlong).extra, 0U);
+  // An OPT in the authority section is no EDNS at all (RFC 6891 6.1.1).
+  const auto in_authority =
+      Wire().header(1, 0, 1, 0, 1, 0).question("example.com").opt(1232, 0).build();
+  EXPECT_EQ(plan_padding(in_authority).extra, 0U);
 }
 
 }  // namespace
