@@ -9,6 +9,7 @@ import signal
 import pytest
 
 from dnsgate_testlib import DnsGate, Knotd, ScriptedUpstream
+from tcp_lib import TcpGate
 
 
 @pytest.fixture(scope="session")
@@ -33,18 +34,15 @@ def upstream():
     assert not up.errors, f"scripted upstream failed: {up.errors!r}"
 
 
-@pytest.fixture
-def dnsgate(tmp_path):
-    """Factory: dnsgate(allowlist=[...], upstream="127.0.0.1:P", timeout_ms=..., max_inflight=...,
-    deny_rcode=..., sink="file"|"stdout") -> a started DnsGate.
+def _gates(tmp_path, cls):
+    """A factory of started `cls` gates; at teardown each one still running
+    gets SIGTERM and must exit 0 with the stats JSON as its last stderr
+    line; then its events must be one per datagram (or TCP frame) sent and
+    each a valid CloudEvent (checked with the SDK)."""
+    started: list = []
 
-    At teardown each instance still running gets SIGTERM and must exit 0
-    with the stats JSON as its last stderr line; then its events must be one
-    per datagram sent and each a valid CloudEvent (checked with the SDK)."""
-    started: list[DnsGate] = []
-
-    def start(**kwargs) -> DnsGate:
-        gate = DnsGate(tmp_path / f"dnsgate{len(started)}", **kwargs)
+    def start(**kwargs):
+        gate = cls(tmp_path / f"dnsgate{len(started)}", **kwargs)
         started.append(gate)
         gate.start()
         return gate
@@ -63,3 +61,20 @@ def dnsgate(tmp_path):
             gate.kill()
     if problems:
         pytest.fail("\n".join(problems), pytrace=False)
+
+
+@pytest.fixture
+def dnsgate(tmp_path):
+    """Factory: dnsgate(allowlist=[...], upstream="127.0.0.1:P" or resolvers=[{...}],
+    timeout_ms=..., max_inflight=..., deny_rcode=..., sink="file"|"stdout") -> a
+    started DnsGate (UDP listener)."""
+    yield from _gates(tmp_path, DnsGate)
+
+
+@pytest.fixture
+def tcpgate(tmp_path):
+    """Factory: tcpgate(allowlist=..., upstream=... or resolvers=[{...}],
+    listen_udp=True, listen_tcp=True, protocol="do53-udp", tcp={...limits},
+    timeout_ms=..., ...) -> a started TcpGate (UDP and TCP listeners on one
+    port), with the TCP counters checked in the stats."""
+    yield from _gates(tmp_path, TcpGate)

@@ -25,7 +25,7 @@ import dns.rrset
 
 from dnsgate_testlib import (
     PROBE_NAME, DnsGate, Reply, answer_for, check_envelope, dnsgate_bin, endpoint, free_port,
-    make_query, port_held_by, udp_port_bound_by, validate_with_sdk, yaml_str,
+    make_query, port_held_by, render_resolvers, udp_port_bound_by, validate_with_sdk, yaml_str,
 )
 
 TCP_STATS_KEYS = ["tcpAccepted", "tcpRejected", "tcpFramesAbandoned", "tcpIdleClosed", "upstreamTcpConnects"]
@@ -346,8 +346,9 @@ def tcp_port_listened_by(pid: int, port: int, host: str = "127.0.0.1") -> bool:
 
 
 def render_tcp_config(*, cell: str, port: int, host: str, listen_udp: bool, listen_tcp: bool,
-                      allowlist: list[str], upstream: str, protocol: str, timeout_ms: Optional[int],
-                      max_inflight: Optional[int], tcp: Optional[dict], events_path: Path) -> str:
+                      allowlist: list[str], upstream: Optional[str], protocol: str, timeout_ms: Optional[int],
+                      max_inflight: Optional[int], tcp: Optional[dict], events_path: Path,
+                      resolvers: Optional[list[dict]] = None) -> str:
     lines = [f"cell: {cell}", "listen:"]
     if listen_udp:
         lines.append(f"  udp: {yaml_str(endpoint(host, port))}")
@@ -359,7 +360,10 @@ def render_tcp_config(*, cell: str, port: int, host: str, listen_udp: bool, list
         lines += [f"    - {yaml_str(e)}" for e in allowlist]
     else:
         lines.append("  hostnameAllowlist: []")
-    lines += ["  resolvers:", f"    - protocol: {protocol}", f"      address: {yaml_str(upstream)}"]
+    if resolvers is None:
+        lines += ["  resolvers:", f"    - protocol: {protocol}", f"      address: {yaml_str(upstream)}"]
+    else:
+        lines += render_resolvers(resolvers)
     if timeout_ms is not None:
         lines.append(f"upstreamTimeoutMs: {timeout_ms}")
     if max_inflight is not None:
@@ -388,10 +392,10 @@ class TcpGate(DnsGate):
     `datagrams` counts every event the test expects: datagrams and complete
     TCP frames alike."""
 
-    def __init__(self, workdir: Path, *, allowlist: list[str], upstream: str, listen_udp: bool = True,
-                 listen_tcp: bool = True, protocol: str = "do53-udp", tcp: Optional[dict] = None,
-                 **kwargs):
-        super().__init__(workdir, allowlist=allowlist, upstream=upstream, **kwargs)
+    def __init__(self, workdir: Path, *, allowlist: list[str], upstream: Optional[str] = None,
+                 listen_udp: bool = True, listen_tcp: bool = True, protocol: str = "do53-udp",
+                 tcp: Optional[dict] = None, resolvers: Optional[list[dict]] = None, **kwargs):
+        super().__init__(workdir, allowlist=allowlist, upstream=upstream, resolvers=resolvers, **kwargs)
         assert self.sink == "file"
         self.listen_udp = listen_udp
         self.listen_tcp = listen_tcp
@@ -400,7 +404,8 @@ class TcpGate(DnsGate):
         self.config_path.write_text(render_tcp_config(
             cell=self.cell, port=self.port, host=self.host, listen_udp=listen_udp, listen_tcp=listen_tcp,
             allowlist=allowlist, upstream=upstream, protocol=protocol, timeout_ms=self.timeout_ms,
-            max_inflight=kwargs.get("max_inflight", 10000), tcp=tcp, events_path=self.events_path))
+            max_inflight=kwargs.get("max_inflight", 10000), tcp=tcp, events_path=self.events_path,
+            resolvers=resolvers))
 
     def start(self) -> "TcpGate":
         binary = dnsgate_bin()

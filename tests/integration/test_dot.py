@@ -11,7 +11,7 @@ import dns.message
 import dns.rcode
 import pytest
 
-from dnsgate_testlib import ABSENT, check_event, free_port, make_query, wire_id
+from dnsgate_testlib import ABSENT, BIG_TXT_STRINGS, check_event, free_port, make_query, wire_id
 from tls_peers import (  # noqa: F401 (tls_certs, unbound_peer, dnsdist_peer are fixtures)
     CLOSE_AFTER_ANSWER, HUGE_LENGTH, OUT_OF_ORDER, SERVER_NAME, SILENT, STALL_HANDSHAKE, WRONG_ID,
     WRONG_QUESTION, ScriptedDotServer, dnsdist_peer, has_opt, padding_option, tls_certs, unbound_peer,
@@ -299,3 +299,18 @@ def test_large_answer_over_dot_reaches_a_udp_client_truncated(dnsgate, knotd, tl
     assert msg.flags & dns.flags.TC and not msg.answer, msg
     gate.events(1)
 
+
+
+def test_a_tcp_workload_gets_the_whole_large_answer_over_dot(tcpgate, knotd, tls_certs, unbound_peer):
+    """The workload retries over TCP/53 after TC=1; over DoT it then gets
+    the whole answer, and its events say `tcp` whatever the upstream."""
+    gate = tcpgate(allowlist=ALLOW, resolvers=[dot(unbound_peer.dot_address, tls_certs)])
+    udp = gate.exchange(make_query("big.example.com.", "TXT", ident=9).to_wire())
+    assert udp.msg.flags & dns.flags.TC
+    r = gate.tcp_query("big.example.com.", "TXT", ident=10)
+    msg = r.msg
+    assert msg.id == 10 and not msg.flags & dns.flags.TC and len(r.response) > 3000, msg
+    assert len(msg.answer[0][0].strings) == BIG_TXT_STRINGS
+    events = gate.events(2)
+    assert [e["data"]["transport"] for e in events] == ["udp", "tcp"]
+    assert all(e["data"]["upstream"] == f"dot://{unbound_peer.dot_address}" for e in events)

@@ -36,36 +36,6 @@ CLIENT_RE = re.compile(r"^127\.0\.0\.1:(\d+)$")
 
 
 @pytest.fixture
-def tcpgate(tmp_path):
-    """Factory: tcpgate(allowlist=..., upstream=..., listen_udp=True, listen_tcp=True,
-    protocol="do53-udp", tcp={...limits}, timeout_ms=..., ...) -> a started TcpGate.
-    Teardown as the suite's `dnsgate` fixture: exit 0 on SIGTERM, stats JSON
-    (with the TCP counters), one valid event per datagram/frame expected."""
-    started: list[TcpGate] = []
-
-    def start(**kwargs) -> TcpGate:
-        gate = TcpGate(tmp_path / f"dnsgate{len(started)}", **kwargs)
-        started.append(gate)
-        gate.start()
-        return gate
-
-    yield start
-
-    problems = []
-    for gate in started:
-        try:
-            if gate.returncode is None:
-                gate.stop(sig=None if gate.signalled_at else signal.SIGTERM)
-            gate.check_all_events()
-        except AssertionError as e:
-            problems.append(f"{gate.workdir.name}: {e}")
-        finally:
-            gate.kill()
-    if problems:
-        pytest.fail("\n".join(problems), pytrace=False)
-
-
-@pytest.fixture
 def tcp_upstream():
     """A scripted TCP upstream; set .behaviour, read .received / .connections."""
     up = ScriptedTcpUpstream()
