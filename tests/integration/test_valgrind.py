@@ -23,6 +23,7 @@ import pytest
 
 from dnsgate_testlib import answer_for, closed_udp_port, dnsgate_bin, make_query, udp_socket, with_id
 from hostile_lib import WrappedGate, check_accounting, gate_factory, hdr, valgrind_command
+from tls_peers import SERVER_NAME, tls_certs, unbound_peer  # noqa: F401 (fixtures)
 
 ALLOW = ["example.com", "*.example.com", "*.example.org"]
 VALGRIND = shutil.which("valgrind") or "/usr/bin/valgrind"
@@ -142,3 +143,24 @@ def test_unreachable_upstream_under_valgrind(vgate):
         assert r.response is not None and r.msg.rcode() == dns.rcode.SERVFAIL
     stats = stop_and_check_valgrind(gate)
     assert stats["servfailError"] + stats["servfailTimeout"] == 3
+
+
+def test_encrypted_upstreams_under_valgrind(vgate, knotd, tls_certs, unbound_peer):
+    """DoT and DoH through Unbound, one resolver failing its certificate
+    (failover), session resumption after the first connection: no memcheck
+    error, no definite leak of TLS sessions, HTTP/2 streams or buffers."""
+    ca = str(tls_certs.ca)
+    gate = vgate(allowlist=ALLOW, timeout_ms=5000, resolver_policy="roundRobin", resolvers=[
+        {"protocol": "dot", "address": unbound_peer.dot_address, "tlsServerName": SERVER_NAME, "caFile": ca},
+        {"protocol": "doh", "url": unbound_peer.doh_url, "address": unbound_peer.doh_address, "caFile": ca},
+        # The name in this one's certificate is dns.test, not other.test.
+        {"protocol": "doh", "url": unbound_peer.doh_url.replace(SERVER_NAME, "other.test"),
+         "address": unbound_peer.doh_address, "caFile": ca},
+    ])
+    for i in range(6):
+        r = gate.query("www.example.com.", "A", ident=0x400 + i, edns=True, timeout=10.0)
+        assert r.response is not None and r.msg.rcode() == dns.rcode.NOERROR, r.msg
+    stats = stop_and_check_valgrind(gate)
+    dot_ok, doh_ok, doh_bad = stats["resolvers"]
+    assert dot_ok["answers"] + doh_ok["answers"] == 6 and doh_bad["answers"] == 0
+    assert doh_bad["failures"] >= 1 and doh_bad["timesDown"] == 1
