@@ -21,7 +21,16 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   }
   const auto& config = std::get<dnsgate::DnsProxyConfig>(result);
   FUZZ_CHECK(!config.cell.empty());
-  FUZZ_CHECK(config.resolvers.size() == 1);
+  FUZZ_CHECK(!config.resolvers.empty() && config.resolvers.size() <= dnsgate::kMaxResolvers);
+  for (const auto& resolver : config.resolvers) {
+    FUZZ_CHECK(!resolver.uri.empty());
+    FUZZ_CHECK(resolver.address.port() != 0);
+    // The URI goes into events unescaped: nothing JSON would have to escape.
+    for (const char c : resolver.uri) {
+      FUZZ_CHECK(c > 0x20 && c < 0x7F && c != '"' && c != '\\');
+    }
+    FUZZ_CHECK((resolver.protocol == dnsgate::UpstreamProtocol::doh) == !resolver.url.empty());
+  }
   FUZZ_CHECK(config.max_inflight >= 1 && config.max_inflight <= dnsgate::kMaxInflightLimit);
   FUZZ_CHECK(config.upstream_timeout.count() >= 1 &&
              config.upstream_timeout <= dnsgate::kMaxUpstreamTimeout);
