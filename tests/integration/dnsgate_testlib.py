@@ -336,10 +336,13 @@ a.b     A     192.0.2.102
 
 
 class Knotd:
-    """knotd serving example.com. and example.org. on 127.0.0.1:<port>."""
+    """knotd serving example.com. and example.org. on 127.0.0.1:<port>.
+    cookies=True loads knotd's mod-cookies for every query (RFC 7873 server
+    cookies, RFC 9018 format); off by default, so answers carry no cookie."""
 
-    def __init__(self, workdir: Path):
+    def __init__(self, workdir: Path, cookies: bool = False):
         self.workdir = workdir
+        self.cookies = cookies
         self.port = free_port(tcp_too=True)
         self.proc: Optional[subprocess.Popen] = None
         self.log_path = workdir / "knotd.log"
@@ -351,6 +354,7 @@ class Knotd:
             (self.workdir / d).mkdir(parents=True, exist_ok=True)
         (self.workdir / "zones" / "example.com.zone").write_text(EXAMPLE_COM_ZONE)
         (self.workdir / "zones" / "example.org.zone").write_text(EXAMPLE_ORG_ZONE)
+        cookies = "    global-module: mod-cookies\n" if self.cookies else ""
         conf = f"""server:
     rundir: "{self.workdir}/run"
     user: root:root
@@ -372,7 +376,7 @@ template:
     zonefile-sync: -1
     zonefile-load: whole
     journal-content: none
-zone:
+{cookies}zone:
   - domain: example.com.
     file: example.com.zone
   - domain: example.org.
