@@ -13,6 +13,7 @@
 #include "dns/padding.hpp"
 #include "dns/wire.hpp"
 #include "dnsgate/parser.hpp"
+#include "upstream/doq_frame.hpp"
 
 namespace dnsgate {
 
@@ -29,7 +30,6 @@ constexpr std::uint64_t kDoqNoError = 0x0;
 constexpr std::uint64_t kDoqProtocolError = 0x2;
 constexpr std::uint64_t kDoqRequestCancelled = 0x3;
 
-constexpr std::size_t kMaxFrame = 2 + 65535;  // a length prefix and the largest DNS message
 constexpr std::uint64_t kConnectionWindow = 1 << 20;
 constexpr ngtcp2_duration kIdleTimeout = 30 * NGTCP2_SECONDS;
 constexpr std::size_t kMaxPacketsPerWrite = 64;  // then the timer comes back for more
@@ -143,21 +143,20 @@ struct DoqCallbacks {
       return 0;
     }
     DoqUpstream::Stream& stream = it->second;
-    if (stream.answered && size > 0) return violation(doq);  // octets after the answer
-    if (!stream.done) {
-      if (size > kMaxFrame - stream.in.size()) return violation(doq);
-      stream.in.insert(stream.in.end(), data, data + size);
-      if (stream.in.size() >= 2 && stream.in.size() > 2 + std::size_t{read_u16(stream.in, 0)}) {
-        return violation(doq);
-      }
+    if (stream.done) {
+      // Answered: only its FIN may follow. Cancelled: whatever still comes.
+      return stream.answered && size > 0 ? violation(doq) : 0;
     }
     const bool fin = (flags & NGTCP2_STREAM_DATA_FLAG_FIN) != 0;
-    if (fin) stream.fin = true;
-    const bool whole =
-        stream.in.size() >= 2 && stream.in.size() == 2 + std::size_t{read_u16(stream.in, 0)};
-    if (!stream.done && (fin || whole)) {
-      doq.events_.push_back({DoqUpstream::StreamEvent::Kind::data, stream_id, false});
+    switch (doq_answer_append(stream.in, {data, size}, fin)) {
+      case DoqAnswer::partial:
+        return 0;
+      case DoqAnswer::violation:
+        return violation(doq);  // octets after the message, or FIN inside it
+      case DoqAnswer::whole:
+        break;
     }
+    doq.events_.push_back({DoqUpstream::StreamEvent::Kind::data, stream_id, false});
     return 0;
   }
 
@@ -332,7 +331,7 @@ UpstreamError DoqUpstream::open_connection(SteadyTime now) {
   ngtcp2_transport_params_default(&params);
   params.initial_max_streams_bidi = 0;  // RFC 9250 4.2: the server opens none
   params.initial_max_streams_uni = 0;
-  params.initial_max_stream_data_bidi_local = kMaxFrame;  // one answer per stream, no more
+  params.initial_max_stream_data_bidi_local = kDoqMaxFrame;  // one answer per stream, no more
   params.initial_max_stream_data_bidi_remote = 0;
   params.initial_max_stream_data_uni = 0;
   params.initial_max_data = kConnectionWindow;
@@ -548,6 +547,8 @@ void DoqUpstream::open_streams() {
     stream.id = waiting.id;
     stream.out = std::move(waiting.framed);
     streams_.emplace(stream_id, std::move(stream));
+    // cancel() (noexcept) queues each stream at most once: room for all.
+    shutdown_.reserve(shutdown_.size() + streams_.size());
     placed->second.stream = stream_id;
     to_write_.push_back(stream_id);
     waiting_.pop_front();
@@ -613,15 +614,13 @@ bool DoqUpstream::process_events(SteadyTime now) {
   return true;
 }
 
-// A stream's data or FIN came: relays the answer once it is whole; false
-// when the stream broke the protocol and the connection was closed for it.
+// A stream's frame is whole: relays the answer; false when its id broke
+// the protocol and the connection was closed for it.
 bool DoqUpstream::take_answer(Stream& stream, std::int64_t stream_id, SteadyTime now) {
-  if (stream.in.size() < 2 || stream.in.size() < 2 + std::size_t{read_u16(stream.in, 0)}) {
-    if (!stream.fin) return true;  // more to come
-    protocol_error(now);           // RFC 9250 4.2: FIN inside the message
-    return false;
+  if (stream.in.size() < 2 || stream.in.size() != 2 + std::size_t{read_u16(stream.in, 0)}) {
+    return true;  // only whole frames come here: doq_answer_append says so
   }
-  const std::size_t length = read_u16(stream.in, 0);
+  const std::size_t length = stream.in.size() - 2;
   const std::span<std::uint8_t> answer(stream.in.data() + 2, length);
   stream.answered = true;
   if (length < kHeaderOctets) {

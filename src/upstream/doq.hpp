@@ -69,7 +69,6 @@ class DoqUpstream final : public Upstream {
     std::vector<std::uint8_t> out;  // length + query with id 0; ngtcp2 may resend any of it
     std::size_t sent = 0;           // octets of `out` handed to ngtcp2 (FIN with the last)
     std::vector<std::uint8_t> in;   // the answer as received: length + message
-    bool fin = false;               // the server ended its side
     bool answered = false;          // a whole answer was taken
     bool done = false;              // answered, failed or cancelled: nothing more to report
     bool closed = false;            // ngtcp2 closed it
