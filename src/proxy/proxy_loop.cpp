@@ -202,6 +202,7 @@ bool ProxyLoop::handle_query(std::span<std::uint8_t> packet, const ClientRef& cl
   }
   slot->upstream_query.assign(packet.begin(), packet.end());
   slot->sent = false;
+  slot->forwarded = false;
   slot->resolvers_tried = 0;
   slot->last_error = {};
   send_upstream(*slot, now);

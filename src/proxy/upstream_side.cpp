@@ -135,7 +135,9 @@ bool ProxyLoop::try_resolver(InflightQuery& query, std::size_t index, const Cloc
     ++resolver.counted.queries;
     if (!error) {
       query.sent = true;
-      ++stats_.forwarded;
+      // A query counts once, however many resolvers it went to.
+      if (!query.forwarded) ++stats_.forwarded;
+      query.forwarded = true;
       return true;
     }
     ++resolver.counted.failures;

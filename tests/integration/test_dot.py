@@ -280,6 +280,7 @@ def test_failed_connection_fails_over_at_once(dnsgate, knotd, tls_certs, unbound
         stats = gate.stop()
         assert stats["resolvers"][0]["queries"] == 1 and stats["resolvers"][0]["timesDown"] == 1
         assert stats["resolvers"][1]["answers"] == 2
+        assert stats["forwarded"] == 2, "a query that failed over counts once"
 
 
 def test_round_robin_spreads_queries(dnsgate, knotd, tls_certs, unbound_peer, dnsdist_peer):
