@@ -123,12 +123,6 @@ int run_command(const std::string& config_path) {
     return kExitRuntimeFailure;
   }
 
-  for (const auto& resolver : config.resolvers) {
-    if (resolver.protocol == dnsgate::UpstreamProtocol::doq) {
-      spdlog::error("resolver {}: this build does not speak its protocol yet", resolver.uri);
-      return kExitRuntimeFailure;
-    }
-  }
   const dnsgate::Endpoint& upstream_address = config.resolvers.front().address;
   dnsgate::UniqueFd udp_listener;
   dnsgate::UniqueFd udp_upstream;

@@ -2,6 +2,7 @@
 
 #include "upstream/do53.hpp"
 #include "upstream/doh.hpp"
+#include "upstream/doq.hpp"
 #include "upstream/dot.hpp"
 #include "upstream/tls_client.hpp"
 
@@ -57,7 +58,7 @@ std::unique_ptr<Upstream> make_upstream(const ResolverConfig& resolver, int udp_
     case UpstreamProtocol::doh:
       return with_tls<DohUpstream>(resolver, timeout, listener);
     case UpstreamProtocol::doq:
-      break;  // not yet
+      return with_tls<DoqUpstream>(resolver, timeout, listener);
   }
   return std::make_unique<UnusableUpstream>(UpstreamError{UpstreamErrorKind::connect_failed, 0});
 }
