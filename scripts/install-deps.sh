@@ -15,6 +15,7 @@ packages=(
   # peers and clients for the demo and the integration tests
   knot knot-dnsutils dnsutils dnsperf
   python3-dnspython python3-pytest
+  musl-tools  # test_conformance.py: musl's stub resolver, as Alpine workloads have it
   nodejs npm
   # DoT/DoH/DoQ test peers: certtool for test certificates, Unbound and dnsdist
   # serve DoT and DoH, python3-h2 scripts faulty HTTP/2 servers, and Go with

@@ -26,18 +26,24 @@ value changes every second.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import json
+import os
+import shutil
 import signal
 import struct
+import subprocess
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Optional
 
 import dns.rcode
 import pytest
 
 from dnsgate_testlib import (
-    ABSENT, Knotd, Reply, check_event, encode_name, endpoint, header, raw_query, render_config,
+    ABSENT, HERE, Knotd, Reply, check_event, encode_name, endpoint, header, raw_query, render_config,
     udp_exchange, yaml_str,
 )
 from tcp_lib import TcpClient, TcpGate
@@ -92,9 +98,12 @@ def knot(tmp_path_factory):
 class ConformanceGate(TcpGate):
     """dnsgate listening on UDP and TCP at one port, forwarding to `resolvers`."""
 
-    def __init__(self, workdir, *, resolvers: list[dict], allowlist: list[str], deny_rcode: Optional[str] = None):
+    def __init__(self, workdir, *, resolvers: list[dict], allowlist: list[str], deny_rcode: Optional[str] = None,
+                 port: Optional[int] = None):
         super().__init__(workdir, allowlist=allowlist, upstream=resolvers[0].get("address", "127.0.0.1:1"),
                          deny_rcode=deny_rcode)
+        if port is not None:
+            self.port = port
         text = render_config(cell=self.cell, listen_port=self.port, allowlist=allowlist, resolvers=resolvers,
                              deny_rcode=deny_rcode, events_path=self.events_path)
         udp_line = f"  udp: {yaml_str(endpoint(self.host, self.port))}\n"
@@ -817,3 +826,219 @@ def test_stats_count_notimp_and_badvers_verdicts(tmp_path, knot, protocol):
         assert stats["forwarded"] == 1 and stats["relayed"] == 1 and stats["malformed"] == 0
     finally:
         finish(g)
+
+
+# ---------------------------------------------------------------- real stub resolvers
+#
+# glibc (getent: gethostbyname2 and getaddrinfo) and musl (a static
+# getaddrinfo program) resolving through dnsgate in a network namespace of
+# the test's own, whose resolv.conf (/etc/netns/<ns>/resolv.conf, mounted
+# over /etc/resolv.conf by `ip netns exec`) points at dnsgate on
+# 127.0.0.1:53 there, with search lists. knotd runs in the namespace too.
+
+IP = shutil.which("ip") or "/usr/sbin/ip"
+CLONE_NEWNET = 0x40000000
+STUB_SOURCE = HERE / "stub_getaddrinfo.c"
+
+
+class Netns:
+    """A network namespace with lo up, and the /etc files `ip netns exec`
+    mounts over the host's: resolv.conf (set per test), hosts with
+    localhost only, nsswitch.conf with `hosts: files dns`, so nothing of
+    the host's resolver configuration leaks in."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.etc = Path("/etc/netns") / name
+        self.created = False
+        self.made_etc_netns = False
+
+    def create(self) -> None:
+        r = subprocess.run([IP, "netns", "add", self.name], capture_output=True, text=True, timeout=10)
+        if r.returncode != 0:
+            pytest.skip(f"cannot create a network namespace here ({r.stderr.strip()}): stub resolver tests skipped")
+        self.created = True
+        subprocess.run([IP, "-n", self.name, "link", "set", "lo", "up"], check=True, timeout=10)
+        self.made_etc_netns = not self.etc.parent.exists()
+        self.etc.mkdir(parents=True, exist_ok=True)
+        (self.etc / "hosts").write_text("127.0.0.1 localhost\n::1 localhost\n")
+        (self.etc / "nsswitch.conf").write_text("hosts: files dns\n")
+
+    def resolv_conf(self, text: str) -> None:
+        (self.etc / "resolv.conf").write_text(text)
+
+    def run(self, argv: list[str], timeout: float = 20.0) -> subprocess.CompletedProcess:
+        return subprocess.run([IP, "netns", "exec", self.name, *argv], capture_output=True, text=True,
+                              timeout=timeout, stdin=subprocess.DEVNULL)
+
+    @contextlib.contextmanager
+    def entered(self):
+        """This thread in the namespace: the sockets it opens and the
+        processes it starts (knotd, dnsgate) live there."""
+        libc = ctypes.CDLL(None, use_errno=True)
+        home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+        target = os.open(f"/run/netns/{self.name}", os.O_RDONLY)
+        try:
+            if libc.setns(target, CLONE_NEWNET) != 0:
+                raise OSError(ctypes.get_errno(), "setns into the test namespace")
+            try:
+                yield self
+            finally:
+                if libc.setns(home, CLONE_NEWNET) != 0:
+                    raise OSError(ctypes.get_errno(), "setns back home")
+        finally:
+            os.close(target)
+            os.close(home)
+
+    def delete(self) -> None:
+        if self.created:
+            subprocess.run([IP, "netns", "del", self.name], capture_output=True, timeout=10)
+        shutil.rmtree(self.etc, ignore_errors=True)
+        if self.made_etc_netns:
+            with contextlib.suppress(OSError):
+                self.etc.parent.rmdir()  # only if no one else put a namespace's files there since
+
+
+@pytest.fixture(scope="module")
+def stub_ns(tmp_path_factory):
+    """A namespace with knotd on 127.0.0.1 in it, and the musl program."""
+    if os.geteuid() != 0:
+        pytest.skip("network namespaces need root: stub resolver tests skipped")
+    musl_gcc = shutil.which("musl-gcc")
+    assert musl_gcc, "musl-gcc is missing: install musl-tools (scripts/install-deps.sh)"
+    work = tmp_path_factory.mktemp("stubs")
+    program = work / "stub_getaddrinfo"
+    subprocess.run([musl_gcc, "-static", "-O2", "-Wall", "-Wextra", "-Werror", "-o", str(program),
+                    str(STUB_SOURCE)], check=True, timeout=60)
+    ns = Netns(f"dgconf{os.getpid()}")
+    server = None
+    try:
+        ns.create()
+        with ns.entered():
+            server = Knotd(work / "knot")
+            server.start()
+        ns.knot, ns.musl_program, ns.work = server, program, work
+        yield ns
+    finally:
+        if server is not None:
+            server.stop()
+        ns.delete()
+
+
+def ns_gate(ns: Netns, deny_rcode: str) -> ConformanceGate:
+    """dnsgate on 127.0.0.1:53 in the namespace (resolv.conf has no port)."""
+    workdir = ns.work / f"dnsgate-{deny_rcode}-{time.monotonic_ns()}"
+    with ns.entered():
+        g = ConformanceGate(workdir, resolvers=UPSTREAMS["do53-udp"].resolvers(ns.knot), allowlist=["*.example.org"],
+                            deny_rcode=deny_rcode, port=53)
+        g.start()
+    g.mark()
+    return g
+
+
+def finish_ns_gate(g: ConformanceGate) -> list[dict]:
+    """Stops the gate and returns its events but the probe's. A stub sends
+    as many queries as it likes (A and AAAA, each search candidate), so the
+    event count is whatever arrived, each still checked as a CloudEvent."""
+    try:
+        g.stop(sig=signal.SIGTERM)
+        g.datagrams = len(g.event_lines())
+        g.check_all_events()
+        return [json.loads(line) for line in g.event_lines()[g.probes:]]
+    finally:
+        g.kill()
+
+
+# What each stub prints on success (an address of api.example.org), and on failure.
+STUBS = {
+    "glibc-gethostbyname": (["getent", "hosts"], "2001:db8::101"),
+    "glibc-getaddrinfo": (["getent", "ahosts"], "192.0.2.101"),
+    "musl-getaddrinfo": (None, "192.0.2.101"),
+}
+
+SEARCH_SHORT = "nameserver 127.0.0.1\nsearch corp.example example.org\noptions timeout:1 attempts:1\n"
+KUBERNETES = ("nameserver 127.0.0.1\nsearch cell.svc.cluster.local svc.cluster.local cluster.local\n"
+              "options ndots:5 timeout:1 attempts:1\n")
+
+# (id, resolv.conf, name asked, {(stub kind, denyRcode): resolves?})
+STUB_CASES = [
+    # The issue's case: the allowed name is behind a denied search candidate.
+    ("short_name_second_search_domain", SEARCH_SHORT, "api",
+     {("glibc", "REFUSED"): False, ("glibc", "NXDOMAIN"): True, ("musl", "REFUSED"): False,
+      ("musl", "NXDOMAIN"): True}),
+    # Kubernetes: every name with fewer than 5 dots tries the (denied) cluster suffixes first.
+    ("kubernetes_ndots5_external_name", KUBERNETES, "api.example.org",
+     {("glibc", "REFUSED"): True, ("glibc", "NXDOMAIN"): True, ("musl", "REFUSED"): False,
+      ("musl", "NXDOMAIN"): True}),
+    # A trailing dot: no search list at all.
+    ("kubernetes_absolute_name", KUBERNETES, "api.example.org.",
+     {("glibc", "REFUSED"): True, ("glibc", "NXDOMAIN"): True, ("musl", "REFUSED"): True,
+      ("musl", "NXDOMAIN"): True}),
+    # A denied name stays denied whatever the setting.
+    ("kubernetes_denied_name", KUBERNETES, "www.example.net",
+     {("glibc", "REFUSED"): False, ("glibc", "NXDOMAIN"): False, ("musl", "REFUSED"): False,
+      ("musl", "NXDOMAIN"): False}),
+]
+
+
+@pytest.mark.parametrize("deny_rcode", ["REFUSED", "NXDOMAIN"])
+@pytest.mark.parametrize("stub", list(STUBS))
+@pytest.mark.parametrize("case", STUB_CASES, ids=[c[0] for c in STUB_CASES])
+def test_stub_resolvers_with_search_lists(stub_ns, case, stub, deny_rcode):
+    """Which denyRcode a workload needs (docs/running.md §7). glibc 2.36
+    stops walking the search list at a REFUSED (res_search counts it as
+    final) and then tries only the name as it was typed; musl ignores a
+    REFUSED answer, waits out its timeout and fails the lookup with
+    EAI_AGAIN ("Try again"). So with a search list whose denied candidates
+    come first, REFUSED breaks short names in both libcs, and under a
+    Kubernetes ndots:5 list it breaks every name for musl, while glibc's
+    try-as-typed rescues fully qualified names. With NXDOMAIN both walk on
+    to the candidate that is allowed. The events show which names each
+    stub asked for."""
+    _, resolv_conf, name, outcomes = case
+    argv, success_text = STUBS[stub]
+    kind = stub.split("-")[0]
+    expected = outcomes[(kind, deny_rcode)]
+    stub_ns.resolv_conf(resolv_conf)
+    gate = ns_gate(stub_ns, deny_rcode)
+    try:
+        command = [str(stub_ns.musl_program), name] if argv is None else [*argv, name]
+        started = time.monotonic()
+        r = stub_ns.run(command)
+        elapsed = time.monotonic() - started
+        gate.mark()
+    finally:
+        evs = finish_ns_gate(gate)
+    asked = [(e["data"]["qname"], e["data"]["action"]) for e in evs]
+    if expected:
+        assert r.returncode == 0 and success_text in r.stdout, (r.returncode, r.stdout, r.stderr, asked)
+    else:
+        assert r.returncode == 2, (r.returncode, r.stdout, r.stderr, asked)
+        assert success_text not in r.stdout
+        if kind == "musl":
+            # musl: REFUSED is no answer (timeout, EAI_AGAIN); NXDOMAIN is "no such name"
+            want = "error -3 Try again" if deny_rcode == "REFUSED" else "error -2 Name does not resolve"
+            assert r.stdout.strip() == want, (r.stdout, asked)
+            if deny_rcode == "REFUSED":
+                assert elapsed >= 0.9, "musl gave up before its timeout: it did not ignore the REFUSED"
+    forwarded = {q for q, action in asked if action == "forward"}
+    refused = {q for q, action in asked if action == "refuse"}
+    assert all(e["data"]["rcode"] == deny_rcode for e in evs if e["data"]["action"] == "refuse"), asked
+    case_id = case[0]
+    if case_id == "short_name_second_search_domain":
+        assert "api.corp.example" in refused, asked
+        # REFUSED: the allowed candidate is never asked; NXDOMAIN: it is.
+        assert ("api.example.org" in forwarded) == (deny_rcode == "NXDOMAIN"), asked
+    elif case_id == "kubernetes_ndots5_external_name":
+        assert "api.example.org.cell.svc.cluster.local" in refused, asked
+        if deny_rcode == "REFUSED":
+            # glibc skips the other cluster suffixes and asks the name as typed; musl stops.
+            assert "api.example.org.svc.cluster.local" not in refused, asked
+            assert ("api.example.org" in forwarded) == (kind == "glibc"), asked
+        else:
+            assert {"api.example.org.svc.cluster.local", "api.example.org.cluster.local"} <= refused, asked
+            assert "api.example.org" in forwarded, asked
+    elif case_id == "kubernetes_absolute_name":
+        assert forwarded == {"api.example.org"} and not refused, asked
+    else:
+        assert not forwarded, asked
