@@ -5,10 +5,11 @@
 //    pieces (as TLS records arrive): the frames come out exactly as a
 //    reference split of the whole stream, whatever the cuts, and never
 //    past the octets given.
-// 2. plan_padding + append_padded on every frame that parse_query accepts
-//    (the only queries dnsgate pads): the padded query still parses, asks
-//    the same question with the same EDNS, and is either unchanged or a
-//    multiple of 128 octets that only grew the OPT.
+// 2. plan_padding + append_padded on every QUERY frame that parse_query
+//    accepts (the only queries dnsgate forwards, so pads; another opcode
+//    is answered NOTIMP, maybe from its header alone): the padded query
+//    still parses, asks the same question with the same EDNS, and is
+//    either unchanged or a multiple of 128 octets that only grew the OPT.
 //
 // Input: octet 0 seeds the cut sizes; the rest is the stream.
 #include <cstddef>
@@ -41,7 +42,7 @@ std::vector<Bytes> reference_split(std::span<const std::uint8_t> stream) {
 
 void check_padding(std::span<const std::uint8_t> frame) {
   const auto parsed = parse_query(frame);
-  if (!parsed.ok()) return;
+  if (!parsed.ok() || parsed.value().header.opcode() != kOpcodeQuery) return;
   const PaddingPlan plan = plan_padding(frame);
   Bytes padded;
   append_padded(padded, frame, plan);
