@@ -43,8 +43,8 @@ import dns.rcode
 import pytest
 
 from dnsgate_testlib import (
-    ABSENT, HERE, Knotd, Reply, check_event, encode_name, endpoint, header, raw_query, render_config,
-    udp_exchange, yaml_str,
+    ABSENT, HERE, Knotd, Reply, check_event, encode_name, endpoint, free_port, header, raw_query,
+    render_config, udp_exchange, yaml_str,
 )
 from tcp_lib import TcpClient, TcpGate
 
@@ -626,6 +626,34 @@ def test_deny_rcode_nxdomain_follows_the_same_rules(tmp_path, knot):
         assert (e1["data"]["rcode"], e2["data"]["rcode"]) == ("NXDOMAIN", "BADVERS")
         stats = g.stop()
         assert stats["refused"] == 2 + g.probes and stats["forwarded"] == 0
+    finally:
+        finish(g)
+
+
+@pytest.mark.parametrize("protocol", list(UPSTREAMS))
+def test_upstream_failure_for_edns_version_1_is_badvers(tmp_path, knot, protocol):
+    """An allowed query at EDNS version 1 whose resolver cannot be reached:
+    the SERVFAIL dnsgate writes itself becomes BADVERS (RFC 6891 6.1.3:
+    dnsgate's own answer, in a version it does not speak), without EDE 23.
+    The event keeps servfail / upstream_error and says rcode BADVERS; a
+    version-0 query gets SERVFAIL with EDE 23 Network Error."""
+    unreachable = f"127.0.0.1:{free_port(tcp_too=True)}"
+    resolvers = [dict(r, address=unreachable) for r in UPSTREAMS[protocol].resolvers(knot)]
+    g = ConformanceGate(tmp_path / "down", resolvers=resolvers, allowlist=ALLOW)
+    try:
+        g.start()
+        g.mark()
+        v1 = query("www.example.com.", 1, flags=RD, edns={"version": 1, "do": True})
+        r1 = g.exchange(v1, timeout=3)
+        r0 = g.exchange(query("www.example.com.", 1, flags=RD, edns={}), timeout=3)
+        assert r1.response == hdr(0x4E53, QR | RD | RA, qd=1, ar=1) + v1[12:12 + len(read(v1).question)] + opt(
+            ext_rcode=1, do=True)
+        a0 = read(r0.response)
+        assert a0.rcode == dns.rcode.SERVFAIL and a0.opt.options == [(OPT_EDE, struct.pack("!H", 23))]
+        e1, e0 = g.events(2)
+        for ev, rcode in ((e1, "BADVERS"), (e0, "SERVFAIL")):
+            assert (ev["data"]["action"], ev["data"]["reasonCode"], ev["data"]["rcode"]) == (
+                "servfail", "upstream_error", rcode), ev
     finally:
         finish(g)
 
