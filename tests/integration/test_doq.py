@@ -44,7 +44,7 @@ def doq_server_bin() -> str:
 class DoqServer:
     """One dnsgate-doq-test-server process on 127.0.0.1:<free port>."""
 
-    def __init__(self, workdir: Path, cert: CertKey, mode: str, upstream: Optional[str]):
+    def __init__(self, workdir: Path, cert: CertKey, mode: str, upstream: Optional[str], retry: bool = False):
         binary = doq_server_bin()
         assert os.access(binary, os.X_OK), f"DoQ test server not found at {binary} (set DNSGATE_DOQ_SERVER)"
         workdir.mkdir(parents=True, exist_ok=True)
@@ -55,6 +55,8 @@ class DoqServer:
                "--mode", mode, "--record", str(self.record_path)]
         if upstream is not None:
             cmd += ["--upstream", upstream]
+        if retry:
+            cmd.append("--retry")
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL)
         self.port = self._wait_ready()
@@ -122,13 +124,13 @@ class DoqServer:
 
 @pytest.fixture
 def doq(tmp_path, knotd, tls_certs):
-    """Factory: doq(mode="normal", cert=tls_certs.server) -> a ready DoqServer
+    """Factory: doq(mode="normal", cert=tls_certs.server, retry=False) -> a ready DoqServer
     forwarding to knotd. Request it before `dnsgate`/`tcpgate`, so dnsgate
     stops first and the server sees its goodbye."""
     servers: list[DoqServer] = []
 
-    def start(mode: str = "normal", cert: Optional[CertKey] = None) -> DoqServer:
-        s = DoqServer(tmp_path / f"doq{len(servers)}", cert or tls_certs.server, mode, knotd.address)
+    def start(mode: str = "normal", cert: Optional[CertKey] = None, retry: bool = False) -> DoqServer:
+        s = DoqServer(tmp_path / f"doq{len(servers)}", cert or tls_certs.server, mode, knotd.address, retry)
         servers.append(s)
         return s
 
@@ -228,6 +230,18 @@ def test_id_zero_and_padding_on_the_wire(doq, dnsgate, tls_certs):
     assert bytes.fromhex(unpadded["hex"])[2:] == plain.to_wire()[2:], "a query without OPT goes as it came"
     assert (padded["stream"], unpadded["stream"]) == (0, 4)
     gate.events(2)
+
+
+def test_server_asking_for_address_validation_with_retry(doq, dnsgate, tls_certs):
+    """A server that sends a Retry first (QUIC address validation): the
+    handshake starts again with its token and the query is answered."""
+    s = doq(retry=True)
+    gate = dnsgate(allowlist=ALLOW, resolvers=[doq_resolver(s, tls_certs)])
+    assert gate.query("www.example.com.", edns=True).msg.rcode() == dns.rcode.NOERROR
+    gate.events(1)
+    assert [r["conn"] for r in s.wait_records(1)] == [1]
+    r = gate.stop()["resolvers"][0]
+    assert r["connects"] == 1 and r["handshakes"] == 1
 
 
 def test_many_queries_share_one_connection(doq, dnsgate, tls_certs):
