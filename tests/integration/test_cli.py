@@ -18,6 +18,7 @@ from dnsgate_testlib import (
     REPO, STATS_KEYS, ABSENT, check_event, expect_stats, free_port, make_query, parse_stats,
     raw_query, recv_until, render_config, run_cli, silent, answer_after, validate_with_sdk,
 )
+from tls_peers import tls_certs  # noqa: F401 (a fixture)
 
 ERROR_LINE = re.compile(r"^dnsgate: (?P<file>.+?):(?P<line>\d+): (?P<field>[^\s:]+): (?P<msg>.+)$")
 
@@ -47,11 +48,10 @@ def test_check_ok_prints_one_line(tmp_path):
     assert "clitest" in lines[0], "the summary should name the cell"
 
 
-def test_check_prints_each_resolver(tmp_path):
+def test_check_prints_each_resolver(tmp_path, tls_certs):
     """`check` names every resolver with the URI events will carry and how
     its certificate is checked (DESIGN.md §8)."""
-    ca = tmp_path / "ca.pem"
-    ca.write_text("not read by check beyond being readable\n")
+    ca = tls_certs.ca
     pin = "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="
     cfg = write(tmp_path, good_config(tmp_path, resolvers=[
         {"protocol": "dot", "address": "127.0.0.1:8853", "tlsServerName": "dns.test",
@@ -69,6 +69,19 @@ def test_check_prints_each_resolver(tmp_path):
             "system CAs)") in line, line
     assert "[2] doq doq://127.0.0.1:853 (certificate must name the IP, system CAs)" in line, line
     assert "[3] do53-tcp 127.0.0.1:5300" in line, line
+
+
+def test_check_refuses_a_ca_file_without_a_certificate(tmp_path):
+    """The YAML is fine, but the CA file holds no PEM certificate: `check`
+    and `run` say so before anything starts, naming the resolver."""
+    ca = tmp_path / "ca.pem"
+    ca.write_text("not a certificate\n")
+    cfg = write(tmp_path, good_config(tmp_path, resolvers=[
+        {"protocol": "dot", "address": "127.0.0.1:8853", "caFile": str(ca)}]))
+    for command in ("check", "run"):
+        r = run_cli([command, "--config", str(cfg)])
+        assert r.returncode == 2, r.stderr
+        assert "dnsAuthority.resolvers[0]" in r.stderr and "holds no PEM certificate" in r.stderr, r.stderr
 
 
 def test_check_accepts_json(tmp_path):
