@@ -51,8 +51,10 @@ void ProxyLoop::open_resolvers(const ProxySockets& sockets) {
     resolver.port = std::make_unique<ResolverPort>(*this, static_cast<std::uint8_t>(i));
     // The caller's UDP socket, if any, is for the first resolver.
     const int udp_fd = i == 0 ? sockets.udp_upstream : -1;
+    // Half the query's time for a connection and its handshake: a resolver
+    // that stalls there leaves the other half for the next resolver.
     resolver.upstream =
-        make_upstream(config_.resolvers[i], udp_fd, config_.upstream_timeout, *resolver.port);
+        make_upstream(config_.resolvers[i], udp_fd, config_.upstream_timeout / 2, *resolver.port);
     resolver.registered.resize(resolver.upstream ? resolver.upstream->io_slots() : 0);
   }
 }

@@ -167,14 +167,16 @@ def test_a_server_without_h2_is_a_handshake_failure(dnsgate, knotd, tls_certs):
         check_event(ev, reply, action="servfail", upstreamError="tls_handshake")
 
 
-def test_stalled_handshake_and_silent_server_time_out(dnsgate, knotd, tls_certs):
-    for behaviour in (STALL_HANDSHAKE, SILENT):
+def test_stalled_handshake_fails_and_silent_server_times_out(dnsgate, knotd, tls_certs):
+    for behaviour, ede, reason in ((STALL_HANDSHAKE, EDE_NETWORK_ERROR, "upstream_error"),
+                                   (SILENT, EDE_NO_REACHABLE_AUTHORITY, "upstream_timeout")):
         with server(tls_certs.server, behaviour, knotd) as s:
             gate = dnsgate(allowlist=ALLOW, timeout_ms=500, resolvers=[doh(s.url, s.address, tls_certs)])
             reply = gate.query("www.example.com.", edns=True, timeout=3)
-            assert_servfail(reply, EDE_NO_REACHABLE_AUTHORITY)
+            assert_servfail(reply, ede)
             (ev,) = gate.events(1)
-            check_event(ev, reply, action="servfail", reasonCode="upstream_timeout")
+            check_event(ev, reply, action="servfail", reasonCode=reason,
+                        upstreamError="connect_timeout" if behaviour == STALL_HANDSHAKE else ABSENT)
 
 
 def test_failover_from_doh_errors_to_dot(dnsgate, knotd, tls_certs, unbound_peer):

@@ -162,15 +162,27 @@ def test_certificate_failures_get_servfail_at_once(dnsgate, knotd, tls_certs, ca
         assert s.queries() == [], "nothing may be sent over an unauthenticated connection"
 
 
-def test_server_stalling_in_the_handshake_times_out(dnsgate, knotd, tls_certs):
+def test_server_stalling_in_the_handshake_fails_at_half_the_timeout(dnsgate, knotd, tls_certs):
+    """A connection and its handshake get half of upstreamTimeoutMs, so the
+    other half is left for the next resolver (see the failover test)."""
     with server(tls_certs.server, STALL_HANDSHAKE, knotd) as s:
-        gate = dnsgate(allowlist=ALLOW, timeout_ms=600, resolvers=[dot(s.address, tls_certs)])
+        gate = dnsgate(allowlist=ALLOW, timeout_ms=800, resolvers=[dot(s.address, tls_certs)])
         reply = gate.query("www.example.com.", edns=True, timeout=3)
-        assert_servfail(reply, EDE_NO_REACHABLE_AUTHORITY)
-        assert 0.5 <= reply.elapsed < 1.5
+        assert_servfail(reply, EDE_NETWORK_ERROR)
+        assert 0.35 <= reply.elapsed < 0.75, reply.elapsed
         (ev,) = gate.events(1)
-        check_event(ev, reply, action="servfail", reasonCode="upstream_timeout")
+        check_event(ev, reply, action="servfail", reasonCode="upstream_error", upstreamError="connect_timeout")
         assert gate.running()
+
+
+def test_stalled_resolver_fails_over_within_the_timeout(dnsgate, knotd, tls_certs, unbound_peer):
+    with server(tls_certs.server, STALL_HANDSHAKE, knotd) as s:
+        gate = dnsgate(allowlist=ALLOW, timeout_ms=1000,
+                       resolvers=[dot(s.address, tls_certs), dot(unbound_peer.dot_address, tls_certs)])
+        reply = gate.query("www.example.com.", timeout=3)
+        assert reply.msg.rcode() == dns.rcode.NOERROR and reply.elapsed < 0.9
+        (ev,) = gate.events(1)
+        check_event(ev, reply, action="forward", upstream=f"dot://{unbound_peer.dot_address}")
 
 
 def test_nobody_listening_is_connect_refused(dnsgate, tls_certs):
