@@ -293,6 +293,17 @@ events:
         "ipv6_listen": minimal.replace("127.0.0.1:5353", '"[::1]:5353"'),
         "tag_and_merge": "base: &b {sink: stdout}\nevents:\n  <<: *b\n",
         "long_label": minimal.replace("example.com", "a" * 64 + ".com"),
+        "resolvers_every_protocol": minimal.replace(
+            "    - protocol: do53-udp\n      address: 127.0.0.1:5300\n",
+            "    - {protocol: dot, address: 127.0.0.1, tlsServerName: dns.test,"
+            " spkiPins: [\"47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=\"]}\n"
+            "    - {protocol: doh, url: \"https://dns.test:8443/dns-query?x=1\", address: \"[::1]:8443\"}\n"
+            "    - {protocol: doq, address: \"[::1]\"}\n"
+            "    - {protocol: doh, url: \"https://127.0.0.2/q\"}\n"
+            "    - {protocol: do53-tcp, address: 127.0.0.1:5300}\n") + "resolverPolicy: roundRobin\n",
+        "resolver_bad_url": minimal.replace(
+            "    - protocol: do53-udp\n      address: 127.0.0.1:5300\n",
+            "    - {protocol: doh, url: \"https://[::1:443/\\\"q\"}\n"),
     }
     return {k: v.encode() for k, v in seeds.items()}
 
