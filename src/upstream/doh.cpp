@@ -31,9 +31,27 @@ bool same_ascii_lower(std::string_view value, std::string_view lower) {
   return value.size() == lower.size() || value[lower.size()] == ';' || value[lower.size()] == ' ';
 }
 
-DohUpstream* self(void* user_data) { return static_cast<DohUpstream*>(user_data); }
+DohUpstream* self(void* user_data) {
+  return static_cast<DohUpstream*>(user_data);
+}
 
 }  // namespace
+
+// What a closed stream means for its query: an answer (no error) or why not.
+UpstreamError DohUpstream::outcome(const Stream& stream, std::uint32_t error_code) noexcept {
+  if (stream.too_large) return {UpstreamErrorKind::answer_too_large, 0};
+  // Reset (or closed) before any header: REFUSED_STREAM would promise it
+  // was not handled (RFC 9113 8.7); either way the loop may send the query
+  // to the next resolver.
+  if (stream.status == 0) return {UpstreamErrorKind::http_stream_reset, 0};
+  if (stream.status != 200) {
+    return {UpstreamErrorKind::http_status, static_cast<std::uint16_t>(stream.status)};
+  }
+  if (!stream.dns_message) return {UpstreamErrorKind::http_content_type, 0};
+  if (error_code != NGHTTP2_NO_ERROR) return {UpstreamErrorKind::http_stream_reset, 0};
+  if (stream.body.size() < kHeaderOctets) return {UpstreamErrorKind::answer_malformed, 0};
+  return {};
+}
 
 DohUpstream::DohUpstream(const ResolverConfig& resolver, std::unique_ptr<TlsClientContext> tls,
                          std::chrono::milliseconds timeout, UpstreamListener& listener)
@@ -41,7 +59,9 @@ DohUpstream::DohUpstream(const ResolverConfig& resolver, std::unique_ptr<TlsClie
       authority_(resolver.url_host),
       path_(resolver.url_path) {}
 
-DohUpstream::~DohUpstream() { on_closed(); }
+DohUpstream::~DohUpstream() {
+  on_closed();
+}
 
 void DohUpstream::on_established() {
   nghttp2_session_callbacks* callbacks = nullptr;
@@ -51,15 +71,14 @@ void DohUpstream::on_established() {
                     std::size_t namelen, const std::uint8_t* value, std::size_t valuelen,
                     std::uint8_t, void* user) {
         if (frame->hd.type != NGHTTP2_HEADERS) return 0;
-        return self(user)->on_header(
-            frame->hd.stream_id, {reinterpret_cast<const char*>(name), namelen},
-            {reinterpret_cast<const char*>(value), valuelen});
+        return self(user)->on_header(frame->hd.stream_id,
+                                     {reinterpret_cast<const char*>(name), namelen},
+                                     {reinterpret_cast<const char*>(value), valuelen});
       });
   nghttp2_session_callbacks_set_on_data_chunk_recv_callback(
-      callbacks, [](nghttp2_session*, std::uint8_t, std::int32_t stream_id,
-                    const std::uint8_t* data, std::size_t length, void* user) {
-        return self(user)->on_data(stream_id, data, length);
-      });
+      callbacks,
+      [](nghttp2_session*, std::uint8_t, std::int32_t stream_id, const std::uint8_t* data,
+         std::size_t length, void* user) { return self(user)->on_data(stream_id, data, length); });
   nghttp2_session_callbacks_set_on_stream_close_callback(
       callbacks, [](nghttp2_session*, std::int32_t stream_id, std::uint32_t error_code,
                     void* user) { return self(user)->on_stream_close(stream_id, error_code); });
@@ -98,7 +117,9 @@ void DohUpstream::submit(std::span<const std::uint8_t> query) {
   nghttp2_data_provider body{};
   body.read_callback = [](nghttp2_session*, std::int32_t stream_id, std::uint8_t* out,
                           std::size_t length, std::uint32_t* flags, nghttp2_data_source*,
-                          void* user) { return self(user)->read_body(stream_id, out, length, flags); };
+                          void* user) {
+    return self(user)->read_body(stream_id, out, length, flags);
+  };
   const std::int32_t stream_id =
       nghttp2_submit_request(http_, nullptr, headers.data(), headers.size(), &body, nullptr);
   if (stream_id < 0) {
@@ -144,8 +165,7 @@ UpstreamError DohUpstream::consume(std::span<const std::uint8_t> bytes, SteadyTi
   return {};
 }
 
-int DohUpstream::on_header(std::int32_t stream_id, std::string_view name,
-                           std::string_view value) {
+int DohUpstream::on_header(std::int32_t stream_id, std::string_view name, std::string_view value) {
   const auto found = streams_.find(stream_id);
   if (found == streams_.end()) return 0;
   Stream& stream = found->second;
@@ -184,30 +204,12 @@ int DohUpstream::on_stream_close(std::int32_t stream_id, std::uint32_t error_cod
   stream_of_.erase(stream.upstream_id);
   const std::uint16_t id = stream.upstream_id;
   if (!queries().pending(id) || queries().generation(id) != generation()) return 0;
-  if (stream.too_large) {
-    query_failed(id, {UpstreamErrorKind::answer_too_large, 0}, now_);
-  } else if (error_code != NGHTTP2_NO_ERROR && stream.status == 0) {
-    // Reset before an answer. REFUSED_STREAM promises it was not handled
-    // (RFC 9113 8.7); the query still fails here, and the loop may send
-    // it to the next resolver.
-    query_failed(id, {UpstreamErrorKind::http_stream_reset, 0}, now_);
-  } else if (stream.status != 200) {
-    query_failed(id,
-                 stream.status == 0
-                     ? UpstreamError{UpstreamErrorKind::http_stream_reset, 0}
-                     : UpstreamError{UpstreamErrorKind::http_status,
-                                     static_cast<std::uint16_t>(stream.status)},
-                 now_);
-  } else if (!stream.dns_message) {
-    query_failed(id, {UpstreamErrorKind::http_content_type, 0}, now_);
-  } else if (error_code != NGHTTP2_NO_ERROR) {
-    query_failed(id, {UpstreamErrorKind::http_stream_reset, 0}, now_);
-  } else if (stream.body.size() < kHeaderOctets) {
-    query_failed(id, {UpstreamErrorKind::answer_malformed, 0}, now_);
-  } else {
-    write_u16(stream.body, 0, id);
-    answered(stream.body, now_);
+  if (const UpstreamError error = outcome(stream, error_code)) {
+    query_failed(id, error, now_);
+    return 0;
   }
+  write_u16(stream.body, 0, id);
+  answered(stream.body, now_);
   return 0;
 }
 

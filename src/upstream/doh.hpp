@@ -36,6 +36,8 @@ class DohUpstream final : public TlsStreamUpstream {
     bool too_large = false;
   };
 
+  static UpstreamError outcome(const Stream& stream, std::uint32_t error_code) noexcept;
+
   void on_established() override;
   void submit(std::span<const std::uint8_t> query) override;
   UpstreamError consume(std::span<const std::uint8_t> bytes, SteadyTime now) override;

@@ -19,8 +19,8 @@ using std::chrono::milliseconds;
 
 constexpr milliseconds kFirstBackoff{100};
 constexpr milliseconds kMaxBackoff{10000};
-constexpr std::uint8_t kMaxAttempts = 2;       // writes on connections that answer nothing
-constexpr std::size_t kReadChunk = 16 * 1024;  // one TLS record
+constexpr std::uint8_t kMaxAttempts = 2;  // writes on connections that answer nothing
+constexpr std::size_t kReadChunk = std::size_t{16} * 1024;  // one TLS record
 
 // A failure another attempt may not repeat: the resolver restarting, a
 // network blip. Certificate and handshake failures would.
@@ -42,8 +42,8 @@ UpstreamError connect_error(int error) {
 
 TlsStreamUpstream::TlsStreamUpstream(const ResolverConfig& resolver,
                                      std::unique_ptr<TlsClientContext> tls,
-                                     std::chrono::milliseconds timeout,
-                                     UpstreamListener& listener, std::string alpn)
+                                     std::chrono::milliseconds timeout, UpstreamListener& listener,
+                                     std::string alpn)
     : address_(resolver.address),
       tls_(std::move(tls)),
       timeout_(timeout),
@@ -146,8 +146,7 @@ void TlsStreamUpstream::on_timer(SteadyTime now) {
     connection_failed({UpstreamErrorKind::connection_closed, 0}, now);
     return;
   }
-  if ((state_ == State::connecting || state_ == State::handshaking) &&
-      now >= handshake_deadline_) {
+  if ((state_ == State::connecting || state_ == State::handshaking) && now >= handshake_deadline_) {
     connection_failed({UpstreamErrorKind::connect_timeout, 0}, now);
   }
 }
@@ -261,8 +260,7 @@ bool TlsStreamUpstream::read(SteadyTime now) {
     if (got > 0) {
       // Now, before a close without close_notify invalidates the session.
       if (!session_saved_) session_saved_ = tls_->save_session(session_.get());
-      if (const UpstreamError error =
-              consume({in_.data(), static_cast<std::size_t>(got)}, now)) {
+      if (const UpstreamError error = consume({in_.data(), static_cast<std::size_t>(got)}, now)) {
         connection_failed(error, now);
         return false;
       }
