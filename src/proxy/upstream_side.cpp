@@ -6,6 +6,7 @@
 #include <bit>
 #include <cerrno>
 
+#include "dns/opt_record.hpp"
 #include "dns/wire.hpp"
 #include "proxy/proxy_loop.hpp"
 #include "upstream/do53_udp.hpp"
@@ -187,7 +188,8 @@ void ProxyLoop::on_upstream_answer(std::uint8_t resolver, std::span<std::uint8_t
   std::span<const std::uint8_t> answer = packet;
   if (query->client_transport == Transport::udp && packet.size() > query->udp_answer_limit) {
     // An answer fetched over a stream that the UDP client cannot take:
-    // header with TC=1 and the question only, so the client retries over TCP.
+    // header with TC=1, the question and the answer's OPT (RFC 6891 7), so
+    // the client retries over TCP.
     scratch_.assign(packet.begin(), packet.begin() + kHeaderOctets);
     scratch_.insert(scratch_.end(), query->question_wire().begin(), query->question_wire().end());
     write_u16(scratch_, 2, static_cast<std::uint16_t>(read_u16(packet, 2) | flag::kTc));
@@ -195,6 +197,15 @@ void ProxyLoop::on_upstream_answer(std::uint8_t resolver, std::span<std::uint8_t
     write_u16(scratch_, 6, 0);
     write_u16(scratch_, 8, 0);
     write_u16(scratch_, 10, 0);
+    const auto opt = find_opt(packet);
+    // Only an OPT owned by the root as one octet: a compressed owner would
+    // point into the records left out.
+    if (opt && packet[opt->start] == 0 && opt->rdlength_at == opt->start + 9 &&
+        scratch_.size() + (opt->end - opt->start) <= query->udp_answer_limit) {
+      scratch_.insert(scratch_.end(), packet.begin() + static_cast<std::ptrdiff_t>(opt->start),
+                      packet.begin() + static_cast<std::ptrdiff_t>(opt->end));
+      write_u16(scratch_, 10, 1);
+    }
     answer = scratch_;
   }
   QueryRecord record = record_of(*query, now);
@@ -203,7 +214,12 @@ void ProxyLoop::on_upstream_answer(std::uint8_t resolver, std::span<std::uint8_t
     record.action = QueryAction::forward;
     record.reason = ReasonCode::allowed;
     record.has_rcode = true;
-    record.rcode = static_cast<std::uint8_t>(read_u16(answer, 2) & flag::kRcodeMask);
+    // With its OPT's extended bits: BADVERS, BADCOOKIE (RFC 6891 6.1.3).
+    const std::uint16_t rcode =
+        read_u16(answer, 10) == 0
+            ? static_cast<std::uint16_t>(read_u16(answer, 2) & flag::kRcodeMask)
+            : full_rcode(answer);
+    record.rcode = static_cast<std::uint8_t>(std::min<std::uint16_t>(rcode, 0xFF));
     record.answer_count = read_u16(answer, 6);
   } else {
     ++stats_.client_gone;

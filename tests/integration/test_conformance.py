@@ -417,8 +417,8 @@ def test_answer_too_big_for_a_udp_client_comes_with_tc(gate, knot, do):
     512 octets the workload offers, so TC=1. Over a datagram upstream
     knotd's own TC answer is relayed byte for byte. Over a stream upstream
     dnsgate has the whole answer and truncates it for the workload itself
-    (DESIGN.md §8): knotd's header with TC=1, the question, nothing else.
-    test_tc_answer_from_a_stream_upstream_keeps_the_opt is what that lacks."""
+    (DESIGN.md §8): knotd's header with TC=1, the question and knotd's OPT
+    (RFC 6891 7), nothing else."""
     wire = query("big.example.com.", 16, edns={"payload": 512, "do": do})
     reply = via(gate, wire, "udp")
     knot_answer = direct(knot, wire, gate.reference("udp"))
@@ -427,7 +427,11 @@ def test_answer_too_big_for_a_udp_client_comes_with_tc(gate, knot, do):
     else:
         k = read(knot_answer)
         assert not k.flag(TC) and len(knot_answer) > 3500
-        assert reply.response == (knot_answer[:2] + struct.pack("!HHHHH", k.flags | TC, 1, 0, 0, 0) + k.question)
+        # knotd's OPT is its answer's last record: root owner, 10 octets, options.
+        opt_size = 11 + sum(4 + len(data) for _, data in k.opt.options) if k.opt is not None else 0
+        opt = knot_answer[len(knot_answer) - opt_size:]
+        assert reply.response == (knot_answer[:2] + struct.pack("!HHHHH", k.flags | TC, 1, 0, 0, 1 if opt else 0)
+                                  + k.question + opt)
     assert read(reply.response).flag(TC) and len(reply.response) <= 512
     (ev,) = gate.events(1)
     forward_event(ev, reply, "udp", gate, rcode="NOERROR")
@@ -436,12 +440,8 @@ def test_answer_too_big_for_a_udp_client_comes_with_tc(gate, knot, do):
 def test_tc_answer_from_a_stream_upstream_keeps_the_opt(gate, knot, request):
     """RFC 6891 7 (an OPT in the query, an OPT in the answer) and RFC 8906
     8.2.8 (the TC answer to +bufsize=512 has an OPT, version 0): knotd's own
-    TC answer has it; the one dnsgate makes from a stream upstream's whole
-    answer (src/proxy/upstream_side.cpp, not the wire module) does not yet.
-    Marked xfail(strict) there, so the fix turns it into a failure to update."""
-    if gate.reference("udp") != "udp":
-        request.applymarker(pytest.mark.xfail(strict=True, reason="TC answer made from a stream upstream's "
-                                                                  "answer carries no OPT (docs/conformance.md)"))
+    TC answer has it, and so does the one dnsgate makes from a stream
+    upstream's whole answer: the answer's OPT is copied into it."""
     wire = query("big.example.com.", 16, edns={"payload": 512, "do": True})
     reply = via(gate, wire, "udp")
     gate.events(1)
@@ -449,9 +449,6 @@ def test_tc_answer_from_a_stream_upstream_keeps_the_opt(gate, knot, request):
     assert a.flag(TC) and a.opt is not None and a.opt.version == 0 and a.opt.flags == DO
 
 
-@pytest.mark.xfail(strict=True, reason="a relayed answer's event rcode is the header's 4 bits: an extended "
-                                       "rcode (BADVERS 16, BADCOOKIE 23) is not read from the OPT yet "
-                                       "(docs/events.md, docs/conformance.md)")
 @pytest.mark.parametrize("client", CLIENTS)
 def test_relayed_badvers_event_says_badvers(gate, knot, client):
     wire = query(edns={"version": 1})

@@ -809,8 +809,12 @@ def test_do53_tcp_large_answer_to_udp_client(tcpgate, tcp_upstream, records, pay
         q = question_bytes(wire)
         assert h["id"] == 0x1201 and h["tc"], "no TC on an answer too large for the UDP client"
         assert h["flags"] == uh["flags"] | 0x0200, "the truncated answer's header is not the upstream's"
-        assert (h["qdcount"], h["ancount"], h["nscount"], h["arcount"]) == (1, 0, 0, 0)
-        assert r.response[12:] == q, "the truncated answer must be the header and the question only"
+        assert (h["qdcount"], h["ancount"], h["nscount"]) == (1, 0, 0)
+        assert r.response[12:12 + len(q)] == q, "the truncated answer must keep the question as asked"
+        # ... and the upstream's OPT, nothing else (RFC 6891 7).
+        m, um = dns.message.from_wire(r.response), dns.message.from_wire(up_answer)
+        assert h["arcount"] == (1 if um.edns >= 0 else 0)
+        assert (m.edns, m.payload, m.ednsflags, m.options) == (um.edns, um.payload, um.ednsflags, um.options)
         answer_count = 0
     (ev,) = gate.events(1)
     check_event(ev, r, transport="udp", action="forward", reasonCode="allowed", rcode="NOERROR",
