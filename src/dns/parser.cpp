@@ -265,10 +265,11 @@ constexpr std::array kClassNames{
 };
 
 constexpr std::array kRcodeNames{
-    CodeName{0, "NOERROR"},  CodeName{1, "FORMERR"},  CodeName{2, "SERVFAIL"},
-    CodeName{3, "NXDOMAIN"}, CodeName{4, "NOTIMP"},   CodeName{5, "REFUSED"},
-    CodeName{6, "YXDOMAIN"}, CodeName{7, "YXRRSET"},  CodeName{8, "NXRRSET"},
-    CodeName{9, "NOTAUTH"},  CodeName{10, "NOTZONE"}, CodeName{16, "BADVERS"},
+    CodeName{0, "NOERROR"},  CodeName{1, "FORMERR"},    CodeName{2, "SERVFAIL"},
+    CodeName{3, "NXDOMAIN"}, CodeName{4, "NOTIMP"},     CodeName{5, "REFUSED"},
+    CodeName{6, "YXDOMAIN"}, CodeName{7, "YXRRSET"},    CodeName{8, "NXRRSET"},
+    CodeName{9, "NOTAUTH"},  CodeName{10, "NOTZONE"},   CodeName{11, "DSOTYPENI"},
+    CodeName{16, "BADVERS"}, CodeName{23, "BADCOOKIE"},
 };
 
 constexpr std::array kOpcodeNames{

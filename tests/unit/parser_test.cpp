@@ -821,10 +821,12 @@ TEST(PresentationNames, Rcodes) {
   EXPECT_EQ(rcode_to_string(8), "NXRRSET");
   EXPECT_EQ(rcode_to_string(9), "NOTAUTH");
   EXPECT_EQ(rcode_to_string(10), "NOTZONE");
-  EXPECT_EQ(rcode_to_string(11), "RCODE11");
+  EXPECT_EQ(rcode_to_string(11), "DSOTYPENI");
+  EXPECT_EQ(rcode_to_string(12), "RCODE12");
   EXPECT_EQ(rcode_to_string(15), "RCODE15");
   EXPECT_EQ(rcode_to_string(16), "BADVERS");
   EXPECT_EQ(rcode_to_string(17), "RCODE17");
+  EXPECT_EQ(rcode_to_string(23), "BADCOOKIE");
   EXPECT_EQ(rcode_to_string(255), "RCODE255");
 }
 
