@@ -19,12 +19,6 @@ namespace dnsgate {
 
 namespace {
 
-using std::chrono::milliseconds;
-
-constexpr milliseconds kFirstBackoff{100};
-constexpr milliseconds kMaxBackoff{10000};
-constexpr std::uint8_t kMaxAttempts = 2;  // writes on connections that answer nothing
-
 // RFC 9250 4.3: DoQ error codes.
 constexpr std::uint64_t kDoqNoError = 0x0;
 constexpr std::uint64_t kDoqProtocolError = 0x2;
@@ -125,7 +119,7 @@ struct DoqCallbacks {
     doq.handshake_done_ = true;
     ++doq.counters_.handshakes;
     if (gnutls_session_is_resumed(session) != 0) ++doq.counters_.resumed;
-    doq.backoff_ = kFirstBackoff;
+    doq.backoff_.succeeded();
     doq.dirty_ = true;
     return 0;
   }
@@ -213,11 +207,7 @@ struct DoqCallbacks {
 
 DoqUpstream::DoqUpstream(const ResolverConfig& resolver, std::unique_ptr<TlsClientContext> tls,
                          std::chrono::milliseconds timeout, UpstreamListener& listener)
-    : tls_(std::move(tls)),
-      timeout_(timeout),
-      listener_(listener),
-      backoff_(kFirstBackoff),
-      rx_(65536) {
+    : tls_(std::move(tls)), timeout_(timeout), listener_(listener), rx_(65536) {
   remote_length_ = resolver.address.to_sockaddr(remote_);
   conn_ref_.get_conn = DoqCallbacks::get_conn;
   conn_ref_.user_data = this;
@@ -241,7 +231,7 @@ UpstreamError DoqUpstream::send(std::span<const std::uint8_t> query, Transport c
     return {UpstreamErrorKind::send_failed, 0};
   }
   if (!conn_) {
-    if (now < retry_after_) return last_failure_;
+    if (backoff_.waiting(now)) return backoff_.last_failure();
     if (const UpstreamError error = open_connection(now)) return error;
   }
   const std::uint16_t id = read_u16(query, 0);
@@ -287,9 +277,7 @@ void DoqUpstream::queue(std::uint16_t id, std::span<const std::uint8_t> query) {
 UpstreamError DoqUpstream::open_connection(SteadyTime now) {
   const auto failed = [&](UpstreamError error) {
     close();
-    last_failure_ = error;
-    retry_after_ = now + backoff_;
-    backoff_ = std::min(backoff_ * 2, kMaxBackoff);
+    backoff_.failed(error, now);
     return error;
   };
   ++counters_.connects;
@@ -781,9 +769,7 @@ void DoqUpstream::connection_failed(UpstreamError error, SteadyTime now, bool re
   if (!established || !resend) {
     // Never carried a query, or the server broke the protocol: those
     // waiting fail now, and the next attempt waits.
-    last_failure_ = error;
-    retry_after_ = now + backoff_;
-    backoff_ = std::min(backoff_ * 2, kMaxBackoff);
+    backoff_.failed(error, now);
     queries_.for_each_on(generation, [&](std::uint16_t id) {
       queries_.forget(id);
       listener_.on_failure(id, error, now);
@@ -800,7 +786,7 @@ void DoqUpstream::connection_failed(UpstreamError error, SteadyTime now, bool re
       queries_.forget(id);
       return;
     }
-    if (!progressed && queries_.attempts(id) >= kMaxAttempts) {
+    if (!progressed && queries_.attempts(id) >= kMaxStrandedAttempts) {
       queries_.forget(id);
       listener_.on_failure(id, error, now);
       return;

@@ -15,6 +15,7 @@
 
 #include "dnsgate/config.hpp"
 #include "dnsgate/socket.hpp"
+#include "upstream/reconnect.hpp"
 #include "upstream/stream_queries.hpp"
 #include "upstream/tls_client.hpp"
 #include "upstream/upstream.hpp"
@@ -143,9 +144,7 @@ class DoqUpstream final : public Upstream {
   UpstreamError callback_error_;   // why a callback failed
   ngtcp2_ccerr callback_close_{};  // and what to tell the server
 
-  SteadyTime retry_after_{};  // no new connection before this, after a failed one
-  std::chrono::milliseconds backoff_;
-  UpstreamError last_failure_;
+  ReconnectBackoff backoff_;
 
   std::unordered_map<std::int64_t, Stream> streams_;
   std::unordered_map<std::uint16_t, Placed> placed_;

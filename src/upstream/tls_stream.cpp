@@ -15,22 +15,7 @@ namespace dnsgate {
 
 namespace {
 
-using std::chrono::milliseconds;
-
-constexpr milliseconds kFirstBackoff{100};
-constexpr milliseconds kMaxBackoff{10000};
-constexpr std::uint8_t kMaxAttempts = 2;  // writes on connections that answer nothing
 constexpr std::size_t kReadChunk = std::size_t{16} * 1024;  // one TLS record
-
-// A failure another attempt may not repeat: the resolver restarting, a
-// network blip. Certificate and handshake failures would.
-bool is_transient(UpstreamError error) {
-  return error.kind == UpstreamErrorKind::connect_refused ||
-         error.kind == UpstreamErrorKind::connect_failed ||
-         error.kind == UpstreamErrorKind::connect_timeout ||
-         error.kind == UpstreamErrorKind::connection_closed ||
-         error.kind == UpstreamErrorKind::http_goaway;
-}
 
 UpstreamError connect_error(int error) {
   return {error == ECONNREFUSED ? UpstreamErrorKind::connect_refused
@@ -48,8 +33,7 @@ TlsStreamUpstream::TlsStreamUpstream(const ResolverConfig& resolver,
       tls_(std::move(tls)),
       timeout_(timeout),
       listener_(listener),
-      alpn_(std::move(alpn)),
-      backoff_(kFirstBackoff) {}
+      alpn_(std::move(alpn)) {}
 
 UpstreamError TlsStreamUpstream::send(std::span<const std::uint8_t> query, Transport client,
                                       SteadyTime now) {
@@ -61,7 +45,7 @@ UpstreamError TlsStreamUpstream::send(std::span<const std::uint8_t> query, Trans
     return {};
   }
   if (state_ == State::closed) {
-    if (now < retry_after_) return last_failure_;
+    if (backoff_.waiting(now)) return backoff_.last_failure();
     if (const UpstreamError error = open_connection(now)) return error;
   }
   queries_.sent(id, generation_);
@@ -88,8 +72,8 @@ UpstreamError TlsStreamUpstream::open_connection(SteadyTime now) {
   ++counters_.connects;
   if (connect(fd.get(), reinterpret_cast<const sockaddr*>(&address), length) != 0 &&
       errno != EINPROGRESS) {
-    back_off(connect_error(errno), now);
-    return last_failure_;
+    backoff_.failed(connect_error(errno), now);
+    return backoff_.last_failure();
   }
   socket_ = std::move(fd);
   state_ = State::connecting;
@@ -129,16 +113,16 @@ IoInterest TlsStreamUpstream::io_interest(std::size_t slot) const noexcept {
 
 SteadyTime TlsStreamUpstream::next_timer() const noexcept {
   if (broken_) return SteadyTime{};
-  if (waiting_ != 0) return retry_after_;
+  if (waiting_ != 0) return backoff_.retry_after();
   if (state_ == State::connecting || state_ == State::handshaking) return handshake_deadline_;
   return kNever;
 }
 
 void TlsStreamUpstream::on_timer(SteadyTime now) {
-  if (waiting_ != 0 && now >= retry_after_) {
+  if (waiting_ != 0 && !backoff_.waiting(now)) {
     const std::uint32_t generation = waiting_;
     waiting_ = 0;
-    resend(generation, false, last_failure_, now);
+    resend(generation, false, backoff_.last_failure(), now);
     return;
   }
   if (broken_) {
@@ -214,7 +198,7 @@ void TlsStreamUpstream::continue_handshake(SteadyTime now) {
   if (gnutls_session_is_resumed(session_.get()) != 0) ++counters_.resumed;
   state_ = State::open;
   carrying_resends_ = false;
-  backoff_ = kFirstBackoff;
+  backoff_.succeeded();
   on_established();
   queries_.for_each_on(generation_, [&](std::uint16_t id) {
     const auto query = listener_.pending_query(id);
@@ -304,12 +288,6 @@ void TlsStreamUpstream::close() noexcept {
   resend_write_ = false;
 }
 
-void TlsStreamUpstream::back_off(UpstreamError error, SteadyTime now) {
-  last_failure_ = error;
-  retry_after_ = now + backoff_;
-  backoff_ = std::min(backoff_ * 2, kMaxBackoff);
-}
-
 void TlsStreamUpstream::fail_all(std::uint32_t generation, UpstreamError error, SteadyTime now) {
   queries_.for_each_on(generation, [&](std::uint16_t id) {
     queries_.forget(id);
@@ -331,7 +309,7 @@ void TlsStreamUpstream::connection_failed(UpstreamError error, SteadyTime now) {
     resend(generation, !progressed, error, now);
     return;
   }
-  back_off(error, now);
+  backoff_.failed(error, now);
   if (carried && is_transient(error)) {
     // Queries of a lost connection, and the resolver not back yet: they
     // wait for the next attempt.
@@ -353,7 +331,7 @@ void TlsStreamUpstream::resend(std::uint32_t from, bool count_attempt, UpstreamE
       queries_.forget(id);
       return;
     }
-    if (count_attempt && queries_.attempts(id) >= kMaxAttempts) {
+    if (count_attempt && queries_.attempts(id) >= kMaxStrandedAttempts) {
       queries_.forget(id);
       listener_.on_failure(id, error, now);
       return;

@@ -13,6 +13,7 @@
 
 #include "dnsgate/config.hpp"
 #include "dnsgate/socket.hpp"
+#include "upstream/reconnect.hpp"
 #include "upstream/stream_queries.hpp"
 #include "upstream/tls_client.hpp"
 #include "upstream/upstream.hpp"
@@ -31,8 +32,7 @@ namespace dnsgate {
 // backoff, and so do queries that arrive meanwhile, until their deadline.
 class TlsStreamUpstream : public Upstream {
  public:
-  UpstreamError send(std::span<const std::uint8_t> query, Transport client,
-                     SteadyTime now) final;
+  UpstreamError send(std::span<const std::uint8_t> query, Transport client, SteadyTime now) final;
   void cancel(std::uint16_t upstream_id) noexcept final;
   std::size_t io_slots() const noexcept final { return 1; }
   IoInterest io_interest(std::size_t slot) const noexcept final;
@@ -87,7 +87,6 @@ class TlsStreamUpstream : public Upstream {
   void connection_failed(UpstreamError error, SteadyTime now);
   void resend(std::uint32_t from, bool count_attempt, UpstreamError error, SteadyTime now);
   void fail_all(std::uint32_t generation, UpstreamError error, SteadyTime now);
-  void back_off(UpstreamError error, SteadyTime now);
   void close() noexcept;
 
   Endpoint address_;
@@ -109,9 +108,7 @@ class TlsStreamUpstream : public Upstream {
   std::uint64_t answers_on_connection_ = 0;
   std::uint32_t waiting_ = 0;  // queries recorded on this generation wait for the next attempt
 
-  SteadyTime retry_after_{};  // no new connection before this, after a failed one
-  std::chrono::milliseconds backoff_;
-  UpstreamError last_failure_;
+  ReconnectBackoff backoff_;
 
   std::vector<std::uint8_t> out_;  // octets for TLS to write
   std::size_t written_ = 0;

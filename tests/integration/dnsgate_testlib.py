@@ -168,6 +168,18 @@ def ede_codes(msg: dns.message.Message) -> list[tuple[int, str]]:
     return out
 
 
+EDE_NO_REACHABLE_AUTHORITY = 22
+EDE_NETWORK_ERROR = 23
+
+
+def assert_servfail(reply: "Reply", ede: int) -> None:
+    """The workload got SERVFAIL carrying exactly the Extended DNS Error `ede`."""
+    assert reply.response is not None, "the workload got nothing"
+    msg = reply.msg
+    assert msg.rcode() == dns.rcode.SERVFAIL, msg
+    assert [code for code, _ in ede_codes(msg)] == [ede], msg
+
+
 def expected_synth_opt(do: bool, ede: Optional[int]) -> bytes:
     """The OPT record dnsgate must append to a synthesized answer for an EDNS query."""
     options = b"" if ede is None else struct.pack("!HHH", 15, 2, ede)

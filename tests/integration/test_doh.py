@@ -11,32 +11,21 @@ import dns.message
 import dns.rcode
 import pytest
 
-from dnsgate_testlib import ABSENT, check_event, make_query, wire_id
+from dnsgate_testlib import (
+    ABSENT, EDE_NETWORK_ERROR, EDE_NO_REACHABLE_AUTHORITY, assert_servfail, check_event, make_query, wire_id,
+)
 from tls_peers import (  # noqa: F401 (tls_certs, unbound_peer, dnsdist_peer are fixtures)
     CLOSE_AFTER_ANSWER, GOAWAY, RESET_STREAM, SERVER_NAME, SILENT, STALL_HANDSHAKE, STATUS_404, STATUS_500,
     WRONG_CONTENT_TYPE, ScriptedDohServer, dnsdist_peer, has_opt, padding_option, tls_certs, unbound_peer,
 )
 
 ALLOW = ["example.com", "*.example.com", "*.example.org"]
-EDE_NETWORK_ERROR = 23
-EDE_NO_REACHABLE_AUTHORITY = 22
 
 
 def doh(url: str, address: str, certs, **extra) -> dict:
     resolver = {"protocol": "doh", "url": url, "address": address, "caFile": str(certs.ca)}
     resolver.update(extra)
     return {k: v for k, v in resolver.items() if v is not None}
-
-
-def ede_of(msg: dns.message.Message) -> list[int]:
-    return [o.code for o in msg.options if o.otype == 15]
-
-
-def assert_servfail(reply, ede: int) -> None:
-    assert reply.response is not None, "the workload got nothing"
-    msg = reply.msg
-    assert msg.rcode() == dns.rcode.SERVFAIL, msg
-    assert ede_of(msg) == [ede], msg
 
 
 def server(cert, behaviour, knotd, **kw) -> ScriptedDohServer:

@@ -24,13 +24,12 @@ import dns.rcode
 import pytest
 
 from dnsgate_testlib import (
-    ABSENT, REPO, check_event, endpoint, free_port, make_query, raw_query, wire_id,
+    ABSENT, EDE_NETWORK_ERROR, EDE_NO_REACHABLE_AUTHORITY, REPO, assert_servfail, check_event, endpoint, free_port,
+    make_query, raw_query, wire_id,
 )
 from tls_peers import SERVER_NAME, CertKey, has_opt, padding_option, tls_certs  # noqa: F401 (fixture)
 
 ALLOW = ["example.com", "*.example.com", "*.example.org"]
-EDE_NETWORK_ERROR = 23
-EDE_NO_REACHABLE_AUTHORITY = 22
 
 
 def doq_server_bin() -> str:
@@ -144,17 +143,6 @@ def doq_resolver(server: DoqServer, certs, **extra) -> dict:
                 "caFile": str(certs.ca)}
     resolver.update(extra)
     return {k: v for k, v in resolver.items() if v is not None}
-
-
-def ede_of(msg: dns.message.Message) -> list[int]:
-    return [o.code for o in msg.options if o.otype == 15]
-
-
-def assert_servfail(reply, ede: int) -> None:
-    assert reply.response is not None, "the workload got nothing"
-    msg = reply.msg
-    assert msg.rcode() == dns.rcode.SERVFAIL, msg
-    assert ede_of(msg) == [ede], msg
 
 
 def answer_of(knotd, record: dict) -> bytes:

@@ -11,15 +11,16 @@ import dns.message
 import dns.rcode
 import pytest
 
-from dnsgate_testlib import ABSENT, BIG_TXT_STRINGS, check_event, free_port, make_query, wire_id
+from dnsgate_testlib import (
+    ABSENT, BIG_TXT_STRINGS, EDE_NETWORK_ERROR, EDE_NO_REACHABLE_AUTHORITY, assert_servfail, check_event, free_port,
+    make_query, wire_id,
+)
 from tls_peers import (  # noqa: F401 (tls_certs, unbound_peer, dnsdist_peer are fixtures)
     CLOSE_AFTER_ANSWER, HUGE_LENGTH, OUT_OF_ORDER, SERVER_NAME, SILENT, STALL_HANDSHAKE, WRONG_ID,
     WRONG_QUESTION, ScriptedDotServer, dnsdist_peer, has_opt, padding_option, tls_certs, unbound_peer,
 )
 
 ALLOW = ["example.com", "*.example.com", "*.example.org"]
-EDE_NETWORK_ERROR = 23
-EDE_NO_REACHABLE_AUTHORITY = 22
 
 
 def dot(server_address: str, certs, **extra) -> dict:
@@ -27,17 +28,6 @@ def dot(server_address: str, certs, **extra) -> dict:
                 "caFile": str(certs.ca)}
     resolver.update(extra)
     return {k: v for k, v in resolver.items() if v is not None}
-
-
-def ede_of(msg: dns.message.Message) -> list[int]:
-    return [o.code for o in msg.options if o.otype == 15]
-
-
-def assert_servfail(reply, ede: int) -> None:
-    assert reply.response is not None, "the workload got nothing"
-    msg = reply.msg
-    assert msg.rcode() == dns.rcode.SERVFAIL, msg
-    assert ede_of(msg) == [ede], msg
 
 
 def server(cert, behaviour, knotd, **kw) -> ScriptedDotServer:
