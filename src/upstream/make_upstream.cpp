@@ -36,8 +36,7 @@ class UnusableUpstream final : public Upstream {
 // longer load (run and check refuse such a config before this).
 template <class Transport>
 std::unique_ptr<Upstream> with_tls(const ResolverConfig& resolver,
-                                   std::chrono::milliseconds timeout,
-                                   UpstreamListener& listener) {
+                                   std::chrono::milliseconds timeout, UpstreamListener& listener) {
   std::string error;
   auto tls = TlsClientContext::create(resolver, error);
   if (!tls) {
