@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Installs the peers `make bench` compares dnsgate with (dnsdist, dnsmasq)
-# and nothing else: `make test` does not need them, so they stay out of
-# scripts/install-deps.sh. Idempotent and non-interactive. Both Debian
-# packages ship a system service that would take port 53; it is kept from
-# starting (policy-rc.d during the install) and stopped/disabled if it runs.
+# and what its encrypted modes need (unbound as the DoT/DoH server, certtool
+# from gnutls-bin for the test certificate; scripts/install-deps.sh installs
+# both for the tests already, so usually nothing happens). Idempotent and
+# non-interactive. The Debian packages of dnsdist, dnsmasq and unbound ship
+# a system service that would take port 53; it is kept from starting
+# (policy-rc.d during the install) and stopped/disabled if it runs.
 set -euo pipefail
 
-packages=(dnsdist dnsmasq)
+packages=(dnsdist dnsmasq unbound gnutls-bin)
 missing=()
 for p in "${packages[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
@@ -35,7 +37,7 @@ fi
 # Whatever happened at install time (a machine with systemd and no
 # policy-rc.d, or an earlier install), the system services must not run.
 if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
-  for service in dnsdist dnsmasq; do
+  for service in dnsdist dnsmasq unbound; do
     if systemctl is-enabled --quiet "$service" 2>/dev/null; then
       systemctl disable --now "$service" >/dev/null 2>&1 || true
     fi
