@@ -23,6 +23,9 @@ MODE_TEXT = {
 }
 TARGETS = ["knotd", "dnsgate", "dnsdist", "dnsmasq"]
 PROXIES = ["dnsgate", "dnsdist", "dnsmasq"]
+ENCRYPTED_MODES = ["dot", "doh", "doq"]
+ENCRYPTED_TARGETS = {"dot": ["dnsgate", "dnsdist"], "doh": ["dnsgate", "dnsdist"], "doq": ["dnsgate"]}
+ENCRYPTED_TEXT = {"dot": "DoT (DNS over TLS)", "doh": "DoH (HTTP/2 POST)", "doq": "DoQ (DNS over QUIC)"}
 WARMUP_SAMPLES = 100  # latency samples dropped at the start of each run
 
 
@@ -95,6 +98,270 @@ def ratio(a, b):
     return a / b
 
 
+def read_tsv(path):
+    if not path or not os.path.exists(path):
+        return []
+    with open(path, encoding="utf-8") as f:
+        return list(csv.DictReader(f, delimiter="\t"))
+
+
+def median_or_none(values):
+    values = [v for v in values if v is not None and v == v]
+    return statistics.median(values) if values else None
+
+
+def resolver_stats(stats_line):
+    """The first resolver's counters from a dnsgate stats line, or None."""
+    try:
+        return json.loads(stats_line)["resolvers"][0]
+    except (ValueError, KeyError, IndexError, TypeError):
+        return None
+
+
+def encrypted_section(args, modes, runs, latency, gate, memory):
+    """The tables of issue 9: dnsgate and dnsdist over DoT and DoH to the same
+    TLS server, dnsgate alone over DoQ, dnsgate's connections and memory."""
+    out = []
+    tps = args.ticks_per_second
+    skipped = read_tsv_plain(os.path.join(args.work, "skipped.tsv"))
+    lat_cpu = {}
+    for row in read_tsv(os.path.join(args.work, "latency_cpu.tsv")):
+        try:
+            answers = int(row["answers"])
+            us = 1e6 / tps * int(row["cpu_ticks"]) / answers if answers else None
+        except ValueError:
+            us = None
+        lat_cpu.setdefault((row["mode"], row["target"]), []).append(us)
+
+    nodelay = (" TCP_NODELAY set on its DoT sockets by an LD_PRELOAD shim (1.17 sets it on "
+               "DoH only; `bench/lib/tls_upstream.sh` says why)" if args.unbound_nodelay == "1" else
+               " as packaged (no TCP_NODELAY on its DoT sockets: Nagle holds answers on a pipelined "
+               "connection)")
+    upstream = {"unbound": "Unbound 1.17 (one thread, cache on;" + nodelay + ")",
+                "dnsdist": "dnsdist 1.7 (addTLSLocal with maxInFlight=1000, addDOHLocal; no cache)"}
+    out.append("")
+    out.append("**Encrypted upstreams (issue 9).** The same dnsperf load over UDP to the proxy; "
+               f"the proxy forwards every query (all allowed, `*.bench.test`) over DoT or DoH to "
+               f"{upstream.get(args.tls_upstream, args.tls_upstream)} in front of the same knotd, "
+               "with a certificate made for the run (certtool, ECDSA P-256), or over DoQ to the "
+               "DoQ test server (`tests/doq_server`, quic-go) in front of knotd. The TLS server and "
+               "the DoQ server run on CPU 0 with dnsperf and knotd; their CPU is not the proxy's "
+               "(*upstream CPU* shows it, % of one CPU). dnsdist uses its outgoing DoT "
+               "(`newServer{tls=\"openssl\", subjectName=..., caStore=..., validateCertificates=true, "
+               "maxInFlight=100}`) and DoH (the same with `dohPath=\"/dns-query\"`). Every proxy verifies "
+               "the certificate. *CPU at "
+               f"{args.latency_qps:,} qps* is the proxy's CPU per answer during the latency run (a "
+               f"fixed rate every target sustains; dnsperf allows {args.latency_inflight_tls:,} in "
+               "flight there); *conns* is the proxy's TCP connections to the upstream open at the "
+               "end of each throughput run.")
+    out.append("")
+    for row in skipped:
+        if row[0] in modes:
+            what = row[0] if not row[1] else f"{row[0]}, {row[1]}"
+            out.append(f"**SKIPPED ({what})**: {row[2]}")
+            out.append("")
+
+    def agg(mode, target):
+        rs = runs.get((mode, target), [])
+        qps = [r["qps"] for r in rs if r["qps"] == r["qps"]]
+        cpu = [r["cpu_us"] for r in rs if r["cpu_us"] == r["cpu_us"]]
+        return {
+            "n": len(rs),
+            "qps_med": median_or_none(qps), "qps_min": min(qps) if qps else None,
+            "qps_max": max(qps) if qps else None,
+            "cpu_med": median_or_none(cpu), "cpu_min": min(cpu) if cpu else None,
+            "cpu_max": max(cpu) if cpu else None,
+            "writer_med": median_or_none([r["writer_us"] for r in rs]),
+            "lat_cpu": median_or_none(lat_cpu.get((mode, target), [])),
+            "up_pct": median_or_none([r.get("upstream_pct") for r in rs]),
+            "cpu0": median_or_none([r.get("cpu0_busy") for r in rs]),
+            "cpu1": median_or_none([r.get("cpu1_busy") for r in rs]),
+            "lost": sum(int(r["lost"]) for r in rs if r["lost"].isdigit()),
+            "conns": "/".join(r["conns"] for r in rs if r["conns"] != "") or "—",
+            "rcodes": re.sub(r"\s*\([0-9.]+%\)", "", rs[-1]["rcodes"]).strip() if rs else "",
+        }
+
+    out.append(f"| mode | target | qps median (min–max) | CPU µs/query, full load, median (min–max) "
+               f"| CPU µs/query at {args.latency_qps:,} qps | p50 µs | p99 µs | upstream CPU % "
+               "| CPU 0 / CPU 1 busy % | lost | conns | responses (last run) |")
+    out.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    table = {}
+    for mode in modes:
+        for i, target in enumerate(ENCRYPTED_TARGETS[mode]):
+            a = agg(mode, target)
+            table[(mode, target)] = a
+            if a["n"] == 0:
+                out.append(f"| {ENCRYPTED_TEXT[mode] if i == 0 else ''} | {target} | not measured "
+                           "| | | | | | | | | |")
+                continue
+            lat = latency.get((mode, target), {})
+            cpu_cell = f"{fmt(a['cpu_med'], 1)} ({fmt(a['cpu_min'], 1)}–{fmt(a['cpu_max'], 1)})"
+            if target == "dnsgate" and a["writer_med"] is not None:
+                cpu_cell += f", writer {fmt(a['writer_med'], 1)}"
+            out.append(
+                f"| {ENCRYPTED_TEXT[mode] if i == 0 else ''} | {target} "
+                f"| {fmt(a['qps_med'])} ({fmt(a['qps_min'])}–{fmt(a['qps_max'])}) | {cpu_cell} "
+                f"| {fmt(a['lat_cpu'], 1)} | {fmt(lat.get('p50'))} | {fmt(lat.get('p99'))} "
+                f"| {fmt(a['up_pct'])} | {fmt(a['cpu0'])} / {fmt(a['cpu1'])} | {a['lost']} "
+                f"| {a['conns']} | {a['rcodes']} |")
+    out.append("")
+
+    # dnsgate's own counters over each mode's runs (warm-up, throughput and
+    # latency runs of every round; one fresh dnsgate per round).
+    counters = {}
+    for g in gate:
+        if g["mode"] not in modes:
+            continue
+        r = resolver_stats(g.get("stats", ""))
+        if r is None:
+            continue
+        c = counters.setdefault(g["mode"], {"queries": 0, "answers": 0, "failures": 0, "connects": 0,
+                                            "handshakes": 0, "resumed": 0, "unsolicited": 0,
+                                            "rounds": 0})
+        c["rounds"] += 1
+        for k in list(c):
+            if k != "rounds":
+                c[k] += int(r.get(k, 0))
+    if counters:
+        out.append("dnsgate's counters for its resolver (the stats line at SIGTERM), summed over "
+                   "the rounds (one fresh dnsgate per round and mode):")
+        out.append("")
+        out.append("| mode | rounds | queries | answers | failures | connects | handshakes | resumed "
+                   "| unsolicited | queries per connect |")
+        out.append("|---|---|---|---|---|---|---|---|---|---|")
+        for mode in modes:
+            c = counters.get(mode)
+            if not c:
+                continue
+            per = f"{c['queries'] / c['connects']:,.0f}" if c["connects"] else "—"
+            out.append(f"| {mode} | {c['rounds']} | {c['queries']:,} | {c['answers']:,} "
+                       f"| {c['failures']:,} | {c['connects']:,} | {c['handshakes']:,} "
+                       f"| {c['resumed']:,} | {c['unsolicited']:,} | {per} |")
+        out.append("")
+
+    ratio_rows = []
+    for mode in modes:
+        if "dnsdist" not in ENCRYPTED_TARGETS[mode]:
+            continue
+        g, d = table.get((mode, "dnsgate")), table.get((mode, "dnsdist"))
+        if not g or not d:
+            continue
+        ratio_rows.append((mode, ratio(g["cpu_med"], d["cpu_med"]), ratio(g["lat_cpu"], d["lat_cpu"]),
+                           ratio(g["qps_med"], d["qps_med"])))
+    if ratio_rows:
+        out.append("dnsgate / dnsdist, same runs:")
+        out.append("")
+        out.append(f"| mode | CPU-per-query ratio, full load | CPU-per-query ratio at "
+                   f"{args.latency_qps:,} qps | qps ratio, full load |")
+        out.append("|---|---|---|---|")
+        for mode, full, fixed, q in ratio_rows:
+            out.append(f"| {ENCRYPTED_TEXT[mode]} | {fmt(full, 2)}x | {fmt(fixed, 2)}x | {fmt(q, 2)}x |")
+        out.append("")
+
+    # --- the soak: connections per query and memory, per protocol -------------
+    soak = read_tsv(args.soak)
+    flat_kib = 512
+    soak_verdicts = {}
+    if soak:
+        secs = soak[0]["seconds"]
+        rate = int(soak[0]["qps_target"])
+        out.append(f"Steady load (`bench/upstream_soak.sh`): per protocol a fresh dnsgate, one "
+                   f"resolver of that protocol, dnsperf at {rate:,} queries/s of allowed names for "
+                   f"{secs} s; RSS from `/proc/PID/status` every second; *connects* from its stats "
+                   f"line. Flat: RSS at the end at most {flat_kib} KiB above the sample at 10 s.")
+        out.append("")
+        out.append(f"| protocol | queries | lost | connects | handshakes / resumed | queries per connect "
+                   f"| CPU µs/query at {rate:,} qps | RSS KiB start / 10 s / end / max | verdict |")
+        out.append("|---|---|---|---|---|---|---|---|---|")
+        for r in soak:
+            if r["status"] != "ok":
+                out.append(f"| {r['protocol']} | **SKIPPED**: {r['reason']} | | | | | | | |")
+                soak_verdicts[r["protocol"]] = None
+                continue
+            try:
+                queries, connects = int(r["queries"]), int(r["connects"])
+            except ValueError:
+                queries, connects = 0, -1
+            growth = int(r["rss_end"]) - int(r["rss_10s"])
+            problems = []
+            if r["lost"] != "0":
+                problems.append(f"{r['lost']} lost")
+            if connects < 0:
+                problems.append("no stats line")
+            elif connects * 10000 > max(queries, 1):
+                problems.append("more than 1 connect per 10,000 queries")
+            if growth > flat_kib:
+                problems.append(f"RSS +{growth} KiB after 10 s")
+            soak_verdicts[r["protocol"]] = (connects, queries, growth, not problems)
+            per = f"{queries / connects:,.0f}" if connects > 0 else "— (none opened)"
+            out.append(f"| {r['protocol']} | {queries:,} | {r['lost']} | {r['connects']} "
+                       f"| {r['handshakes']} / {r['resumed']} | {per} | {r['cpu_us']} "
+                       f"| {r['rss_start']} / {r['rss_10s']} / {r['rss_end']} / {r['rss_max']} "
+                       f"| {'ok' if not problems else '**' + '; '.join(problems) + '**'} |")
+        out.append("")
+
+    # --- issue 9's targets --------------------------------------------------------
+    def verdict(ok):
+        if ok is None:
+            return "n/a"
+        return "**met**" if ok else "**not met**"
+
+    rows = []
+    for mode, full, fixed, _ in ratio_rows:
+        g, d = table[(mode, "dnsgate")], table[(mode, "dnsdist")]
+        rows.append((f"{mode}: CPU per query ≤ dnsdist's, full load",
+                     f"{fmt(g['cpu_med'], 1)} vs {fmt(d['cpu_med'], 1)} µs ({fmt(full, 2)}x)",
+                     None if full is None else full <= 1.0))
+        rows.append((f"{mode}: CPU per query ≤ dnsdist's, at {args.latency_qps:,} qps",
+                     f"{fmt(g['lat_cpu'], 1)} vs {fmt(d['lat_cpu'], 1)} µs ({fmt(fixed, 2)}x)",
+                     None if fixed is None else fixed <= 1.0))
+    for mode in modes:
+        g = table.get((mode, "dnsgate"))
+        if g and g["n"]:
+            rows.append((f"{mode}: 0 lost (dnsgate, every throughput run)", f"{g['lost']}", g["lost"] == 0))
+    for mode in modes:
+        if (mode, "dnsgate") in table and table[(mode, "dnsgate")]["n"]:
+            if mode == "doq":
+                g = table[(mode, "dnsgate")]
+                rows.append(("doq: CPU per query and qps (dnsgate alone)",
+                             f"{fmt(g['cpu_med'], 1)} µs at {fmt(g['qps_med'])} qps (full load); "
+                             f"{fmt(g['lat_cpu'], 1)} µs at {args.latency_qps:,} qps", None))
+        else:
+            rows.append((f"{mode}: measured", "skipped (see above)", False))
+    for proto, v in soak_verdicts.items():
+        if v is None:
+            rows.append((f"{proto}: connections and memory at steady load", "skipped (see above)", None))
+            continue
+        connects, queries, growth, ok = v
+        rows.append((f"{proto}: ≤ 1 connection opened per 10,000 queries, steady load",
+                     f"{connects} for {queries:,} queries", connects * 10000 <= max(queries, 1)))
+        rows.append((f"{proto}: RSS flat over the steady run", f"{growth:+,} KiB from 10 s to the end",
+                     growth <= flat_kib))
+    if rows:
+        out.append("Issue 9's targets, from this run:")
+        out.append("")
+        out.append("| target | measured | verdict |")
+        out.append("|---|---|---|")
+        for name, value, ok in rows:
+            out.append(f"| {name} | {value} | {verdict(ok) if ok is not None else '—'} |")
+        out.append("")
+    hwm = {m: memory.get((m, "dnsgate")) for m in modes}
+    hwm_text = ", ".join(f"{m} {max(v) / 1024:.1f} MiB" for m, v in hwm.items() if v)
+    hwm_dd = ", ".join(f"{m} {max(memory[(m, 'dnsdist')]) / 1024:.1f} MiB" for m in modes
+                       if memory.get((m, "dnsdist")))
+    if hwm_text:
+        out.append(f"Peak RSS (VmHWM) at full load: dnsgate {hwm_text}"
+                   + (f"; dnsdist {hwm_dd}." if hwm_dd else "."))
+    return out
+
+
+def read_tsv_plain(path):
+    if not os.path.exists(path):
+        return []
+    with open(path, encoding="utf-8") as f:
+        return [line.rstrip("\n").split("\t") for line in f if line.strip()]
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--work", required=True)
@@ -113,6 +380,11 @@ def main():
     ap.add_argument("--alloc", default="")
     ap.add_argument("--doc", required=True)
     ap.add_argument("--write-doc", default="1")
+    ap.add_argument("--encrypted-modes", default="")
+    ap.add_argument("--tls-upstream", default="unbound")
+    ap.add_argument("--latency-inflight-tls", type=int, default=1000)
+    ap.add_argument("--soak", default="")
+    ap.add_argument("--unbound-nodelay", default="0")
     args = ap.parse_args()
     work = args.work
 
@@ -128,9 +400,19 @@ def main():
             except ValueError:
                 qps, completed, ticks, writer = float("nan"), 0, 0, 0
             per_query = 1e6 / args.ticks_per_second / completed if completed else float("nan")
+            extra = {}
+            try:  # columns added with the encrypted modes; absent from older work dirs
+                wall = int(row.get("wall_ms") or 0) / 1000
+                extra["upstream_pct"] = (100 * int(row["upstream_ticks"]) / args.ticks_per_second / wall
+                                         if wall else None)
+                extra["cpu0_busy"] = int(row["cpu0_busy"])
+                extra["cpu1_busy"] = int(row["cpu1_busy"])
+            except (KeyError, TypeError, ValueError):
+                pass
+            extra["conns"] = row.get("upstream_conns") or ""
             runs.setdefault((row["mode"], row["target"]), []).append(
                 {"qps": qps, "cpu_us": ticks * per_query, "writer_us": writer * per_query,
-                 "lost": row["lost"], "rcodes": row["rcodes"]})
+                 "lost": row["lost"], "rcodes": row["rcodes"], **extra})
 
     def agg(mode, target):
         rs = runs.get((mode, target), [])
@@ -150,9 +432,10 @@ def main():
         }
 
     # --- latency ----------------------------------------------------------------
+    encrypted = [m for m in args.encrypted_modes.split() if m in ENCRYPTED_MODES]
     latency = {}
-    for mode in MODES:
-        for target in TARGETS:
+    for mode in MODES + encrypted:
+        for target in TARGETS if mode in MODES else ENCRYPTED_TARGETS[mode]:
             samples = []
             rcodes = {}
             for rnd in range(1, args.rounds + 1):
@@ -402,6 +685,9 @@ def main():
     total_dropped = sum(int(g["eventsDropped"]) for g in gate if g["eventsDropped"].isdigit())
     out.append(f"dnsgate's events file: {total_events:,} lines for {total_received:,} queries "
                f"received ({total_dropped:,} dropped, `eventsDropped`).")
+
+    if encrypted:
+        out.extend(encrypted_section(args, encrypted, runs, latency, gate, memory))
 
     text = "\n".join(out) + "\n"
     print(text)
