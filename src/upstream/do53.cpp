@@ -44,7 +44,9 @@ UpstreamError Do53Upstream::send(std::span<const std::uint8_t> query, Transport 
   const std::uint16_t id = read_u16(query, 0);
   if (udp_allowed_ && client == Transport::udp && open_udp()) {
     if (over_udp_.empty()) over_udp_.assign(65536, 0);
-    if (to_resolver_.full()) flush(now);
+    // A full batch is not flushed here: a failed send in it would be
+    // reported from inside send(). The loop flushes after every batch of
+    // input, so this query just goes out alone.
     if (!to_resolver_.add(udp_->address(), udp_->address_length(), query, id)) {
       if (const int error = udp_->send(query); error != 0) return error_of_errno(error);
     }
