@@ -700,6 +700,7 @@ class _ScriptedTlsServer:
         self.cert = cert
         self.behaviour = behaviour
         self.upstream = upstream
+        self.upstream_timeout = 2.0  # seconds NORMAL & co. wait for knotd (per UDP or TCP exchange)
         self.host = host
         self.port = port or free_port(host, tcp_too=True)
         self.conns: list[TlsConnInfo] = []
@@ -1043,7 +1044,7 @@ class ScriptedDotServer(_ScriptedTlsServer):
         if behaviour == WRONG_QUESTION:
             conn.send_frame(wrong_question_answer(wire), delay)
             return
-        answer = knotd_answer(self.upstream, wire)
+        answer = knotd_answer(self.upstream, wire, self.upstream_timeout)
         if behaviour == NORMAL:
             conn.send_frame(answer, delay)
         elif behaviour == WRONG_ID:
@@ -1300,7 +1301,7 @@ class ScriptedDohServer(_ScriptedTlsServer):
         if not wire:
             conn.respond(sid, 400, b"bad request\n", "text/plain")
             return
-        answer = knotd_answer(self.upstream, wire)
+        answer = knotd_answer(self.upstream, wire, self.upstream_timeout)
         ctype = "text/plain" if behaviour == WRONG_CONTENT_TYPE else DNS_MESSAGE
         if behaviour in (NORMAL, WRONG_CONTENT_TYPE):
             if self.answer_delay > 0:
