@@ -9,7 +9,7 @@
 #
 #   bench/run.sh [DNSGATE_BIN] [SECONDS_PER_RUN] [ROUNDS]
 #
-# Defaults: build/dnsgate, 10 s, 3 rounds (about 23 minutes in all). More
+# Defaults: build/dnsgate, 10 s, 3 rounds (about 21 minutes in all). More
 # knobs, as environment variables:
 #   LATENCY_SECONDS=5   length of each 2,000 queries/s latency run
 #   LATENCY_QPS=2000    the rate of the latency runs
