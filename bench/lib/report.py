@@ -244,8 +244,8 @@ def encrypted_section(args, modes, runs, latency, gate, memory):
         if "dnsdist" not in ENCRYPTED_TARGETS[mode]:
             continue
         g, d = table.get((mode, "dnsgate")), table.get((mode, "dnsdist"))
-        if not g or not d:
-            continue
+        if not g or not d or not g["n"] or not d["n"]:
+            continue  # a skipped target: said loudly above
         ratio_rows.append((mode, ratio(g["cpu_med"], d["cpu_med"]), ratio(g["lat_cpu"], d["lat_cpu"]),
                            ratio(g["qps_med"], d["qps_med"])))
     if ratio_rows:
