@@ -46,7 +46,7 @@ integration: build
 	cd $(BUILD_DIR) && ctest --output-on-failure -R '^integration\.'
 
 # The side-by-side benchmark (knotd direct, dnsgate, dnsdist, dnsmasq) and the
-# micro-benchmark; writes its tables to docs/performance.md. About 13 minutes.
+# micro-benchmark; writes its tables to docs/performance.md. About 21 minutes.
 .PHONY: bench
 bench: build
 	bash bench/run.sh $(BUILD_DIR)/dnsgate

@@ -374,6 +374,7 @@ DnsProxyStats ProxyLoop::run(const std::atomic<bool>& shutdown) {
     const int count = epoll_wait(epoll_.get(), ready.data(), static_cast<int>(ready.size()),
                                  static_cast<int>(std::max<std::int64_t>(wait, 0)));
     clock = now();
+    turn_clock_ = clock;
     for (int i = 0; i < std::max(count, 0); ++i) dispatch(ready[i], clock);
     // Deadlines of queries before those of transports: a query whose time
     // is up is a timeout, whatever its connection was doing.

@@ -146,6 +146,7 @@ class ProxyLoop {
   void collect_upstream_stats();
 
   const DnsProxyConfig& config_;
+  Clock turn_clock_{};  // read once per turn of the loop; transports' callbacks use it
   int udp_listener_;
   int tcp_listener_;
   DnsQueryEmitter& emitter_;

@@ -29,13 +29,17 @@ ReasonCode reason_for(UpstreamError error) {
 
 }  // namespace
 
+// The transport's `now` is the loop's turn time, given back: reading the
+// clocks again per answer would cost more than the rest of the callback.
 void ProxyLoop::ResolverPort::on_answer(std::span<std::uint8_t> answer, SteadyTime now) {
-  loop_.on_upstream_answer(index_, answer, {now, std::chrono::system_clock::now()});
+  (void)now;
+  loop_.on_upstream_answer(index_, answer, loop_.turn_clock_);
 }
 
 void ProxyLoop::ResolverPort::on_failure(std::uint16_t upstream_id, UpstreamError error,
                                          SteadyTime now) {
-  loop_.on_upstream_failure(index_, upstream_id, error, {now, std::chrono::system_clock::now()});
+  (void)now;
+  loop_.on_upstream_failure(index_, upstream_id, error, loop_.turn_clock_);
 }
 
 std::span<const std::uint8_t> ProxyLoop::ResolverPort::pending_query(
@@ -65,6 +69,8 @@ void ProxyLoop::open_resolvers(const ProxySockets& sockets) {
 // (a new generation, perhaps under a recycled number) is added.
 void ProxyLoop::sync_interest(std::size_t index) {
   Resolver& resolver = resolvers_[index];
+  if (!resolver.upstream->interest_changed()) return;
+  resolver.upstream->interest_synced();
   for (std::size_t slot = 0; slot < resolver.registered.size(); ++slot) {
     const IoInterest want = resolver.upstream->io_interest(slot);
     IoInterest& have = resolver.registered[slot];

@@ -35,6 +35,7 @@ bool Do53Upstream::open_udp() {
   owned_udp_ = open_upstream_udp(address_, ignored);
   if (!owned_udp_.valid()) return false;
   udp_ = std::make_unique<Do53UdpUpstream>(owned_udp_.get(), address_);
+  interest_changed_ = true;
   return true;
 }
 
@@ -53,6 +54,7 @@ UpstreamError Do53Upstream::send(std::span<const std::uint8_t> query, Transport 
     over_udp_[id] = 1;
     return {};
   }
+  interest_changed_ = true;
   const std::uint32_t previous = tcp_.generation();
   const std::uint64_t connects = tcp_.connects();
   const int error = tcp_.send(query);
@@ -89,6 +91,7 @@ IoInterest Do53Upstream::io_interest(std::size_t slot) const noexcept {
 
 void Do53Upstream::on_io(std::size_t slot, std::uint32_t events, SteadyTime now) {
   if (slot == kTcpSlot) {
+    interest_changed_ = true;
     on_tcp_event(events, now);
     return;
   }
@@ -171,6 +174,7 @@ void Do53Upstream::tcp_lost(std::uint32_t generation, SteadyTime now) {
 
 void Do53Upstream::on_timer(SteadyTime now) {
   if (lost_ == 0) return;
+  interest_changed_ = true;
   const std::uint32_t generation = lost_;
   lost_ = 0;
   tcp_lost(generation, now);

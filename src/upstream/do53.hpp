@@ -33,6 +33,10 @@ class Do53Upstream final : public Upstream {
   std::size_t io_slots() const noexcept override { return 2; }
   IoInterest io_interest(std::size_t slot) const noexcept override;
   void on_io(std::size_t slot, std::uint32_t events, SteadyTime now) override;
+  // Only the TCP side (and the UDP socket's opening) changes what epoll
+  // watches: a UDP query or answer does not, so the hot path skips the sync.
+  bool interest_changed() const noexcept override { return interest_changed_; }
+  void interest_synced() noexcept override { interest_changed_ = false; }
   SteadyTime next_timer() const noexcept override { return lost_ != 0 ? SteadyTime{} : kNever; }
   void on_timer(SteadyTime now) override;
   UpstreamCounters counters() const noexcept override;
@@ -58,6 +62,7 @@ class Do53Upstream final : public Upstream {
   Do53TcpUpstream tcp_;
   StreamQueries tcp_queries_;
   std::vector<std::span<std::uint8_t>> tcp_answers_;
+  bool interest_changed_ = true;
   std::uint32_t lost_ = 0;  // a TCP connection broke during send(): handled on the next timer
   UpstreamCounters counters_;
 };

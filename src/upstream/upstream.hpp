@@ -83,6 +83,12 @@ class Upstream {
   virtual IoInterest io_interest(std::size_t slot) const noexcept = 0;
   virtual void on_io(std::size_t slot, std::uint32_t events, SteadyTime now) = 0;
 
+  // Whether io_interest() may differ from what the loop registered last
+  // time it asked; the loop re-syncs epoll only then and says so with
+  // interest_synced(). A transport that cannot tell cheaply says true.
+  virtual bool interest_changed() const noexcept { return true; }
+  virtual void interest_synced() noexcept {}
+
   // The next moment on_timer() must run (kNever when none).
   virtual SteadyTime next_timer() const noexcept { return kNever; }
   virtual void on_timer(SteadyTime now) { (void)now; }
