@@ -40,6 +40,9 @@ namespace dnsgate {
 // shutdowns) happens in flush(), on_io() and on_timer(), and ngtcp2's
 // callbacks only record what happened, so the listener is never called
 // from inside ngtcp2 and may call cancel() or send() from its callbacks.
+//
+// doq.cpp holds the queries and their streams; doq_connection.cpp the QUIC
+// connection (ngtcp2's callbacks, packets, how a connection ends).
 class DoqUpstream final : public Upstream {
  public:
   DoqUpstream(const ResolverConfig& resolver, std::unique_ptr<TlsClientContext> tls,
@@ -58,7 +61,7 @@ class DoqUpstream final : public Upstream {
   UpstreamCounters counters() const noexcept override { return counters_; }
 
  private:
-  friend struct DoqCallbacks;  // ngtcp2's C callbacks, in doq.cpp
+  friend struct DoqCallbacks;  // ngtcp2's C callbacks, in doq_connection.cpp
 
   struct ConnDeleter {
     void operator()(ngtcp2_conn* conn) const noexcept { ngtcp2_conn_del(conn); }
