@@ -347,6 +347,24 @@ a.b     A     192.0.2.102
 """
 
 
+class SocketClient:
+    """A test client that owns `self.sock`: close() and `with` close it."""
+
+    sock: socket.socket
+
+    def close(self) -> None:
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
 class Knotd:
     """knotd serving example.com. and example.org. on 127.0.0.1:<port>.
     cookies=True loads knotd's mod-cookies for every query (RFC 7873 server

@@ -24,7 +24,7 @@ import dns.message
 import dns.rrset
 
 from dnsgate_testlib import (
-    PROBE_NAME, DnsGate, Reply, answer_for, check_envelope, dnsgate_bin, endpoint, free_port,
+    PROBE_NAME, DnsGate, Reply, SocketClient, answer_for, check_envelope, dnsgate_bin, endpoint, free_port,
     make_query, port_held_by, render_resolvers, udp_port_bound_by, validate_with_sdk, yaml_str,
 )
 
@@ -39,7 +39,7 @@ def frame(wire: bytes) -> bytes:
 # ---------------------------------------------------------------- TCP client
 
 
-class TcpClient:
+class TcpClient(SocketClient):
     """One TCP connection to dnsgate, with a frame reader. recv_frame() returns
     None on timeout and on end of stream (then .eof is True)."""
 
@@ -115,18 +115,6 @@ class TcpClient:
         self.send_frame(wire)
         response = self.recv_frame(timeout)
         return Reply(wire, response, self.port, wall, time.monotonic() - start, host=self.host)
-
-    def close(self) -> None:
-        try:
-            self.sock.close()
-        except OSError:
-            pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
 
 # ---------------------------------------------------------------- scripted TCP upstream

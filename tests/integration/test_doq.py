@@ -27,7 +27,9 @@ from dnsgate_testlib import (
     ABSENT, EDE_NETWORK_ERROR, EDE_NO_REACHABLE_AUTHORITY, REPO, assert_servfail, check_event, endpoint, free_port,
     make_query, raw_query, wire_id,
 )
-from tls_peers import SERVER_NAME, CertKey, has_opt, padding_option, tls_certs  # noqa: F401 (fixture)
+from tls_peers import (  # noqa: F401 (tls_certs is a fixture)
+    CERTIFICATE_FAILURES, SERVER_NAME, CertKey, certificate_failure, has_opt, padding_option, tls_certs,
+)
 
 ALLOW = ["example.com", "*.example.com", "*.example.org"]
 
@@ -293,23 +295,15 @@ def test_queries_stranded_by_a_close_are_sent_again(doq, dnsgate, tls_certs):
 # ------------------------------------------------------------ authentication
 
 
-@pytest.mark.parametrize("case", ["wrong_ca", "wrong_name", "expired", "ip_not_in_certificate", "pin_mismatch"])
+@pytest.mark.parametrize("case", CERTIFICATE_FAILURES)
 def test_certificate_failures_get_servfail_at_once(doq, dnsgate, tls_certs, case):
-    cert = {"wrong_ca": tls_certs.other_ca_server, "wrong_name": tls_certs.wrong_name,
-            "expired": tls_certs.expired, "ip_not_in_certificate": tls_certs.name_only,
-            "pin_mismatch": tls_certs.server}[case]
-    extra = {}
-    if case == "ip_not_in_certificate":
-        extra["tlsServerName"] = None
-    if case == "pin_mismatch":
-        extra["spkiPins"] = [tls_certs.other_ca_server.pin]
+    cert, extra, want = certificate_failure(tls_certs, case)
     s = doq(cert=cert)
     gate = dnsgate(allowlist=ALLOW, timeout_ms=3000, resolvers=[doq_resolver(s, tls_certs, **extra)])
     reply = gate.query("www.example.com.", edns=True, timeout=3)
     assert reply.elapsed < 1.5, "a certificate failure must not wait for the timeout"
     assert_servfail(reply, EDE_NETWORK_ERROR)
     (ev,) = gate.events(1)
-    want = "tls_pin_mismatch" if case == "pin_mismatch" else "tls_certificate"
     check_event(ev, reply, action="servfail", reasonCode="upstream_error", upstreamError=want, upstream=s.uri)
     assert s.records() == [], "nothing may be sent over an unauthenticated connection"
     assert gate.running()

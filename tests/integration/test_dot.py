@@ -16,8 +16,9 @@ from dnsgate_testlib import (
     make_query, wire_id,
 )
 from tls_peers import (  # noqa: F401 (tls_certs, unbound_peer, dnsdist_peer are fixtures)
-    CLOSE_AFTER_ANSWER, HUGE_LENGTH, OUT_OF_ORDER, SERVER_NAME, SILENT, STALL_HANDSHAKE, WRONG_ID,
-    WRONG_QUESTION, ScriptedDotServer, dnsdist_peer, has_opt, padding_option, tls_certs, unbound_peer,
+    CERTIFICATE_FAILURES, certificate_failure, CLOSE_AFTER_ANSWER, HUGE_LENGTH, OUT_OF_ORDER, SERVER_NAME,
+    SILENT, STALL_HANDSHAKE, WRONG_ID, WRONG_QUESTION, ScriptedDotServer, dnsdist_peer, has_opt,
+    padding_option, tls_certs, unbound_peer,
 )
 
 ALLOW = ["example.com", "*.example.com", "*.example.org"]
@@ -130,23 +131,15 @@ def test_session_is_resumed_on_reconnect(dnsgate, knotd, tls_certs):
 # ------------------------------------------------------------ authentication
 
 
-@pytest.mark.parametrize("case", ["wrong_ca", "wrong_name", "expired", "ip_not_in_certificate", "pin_mismatch"])
+@pytest.mark.parametrize("case", CERTIFICATE_FAILURES)
 def test_certificate_failures_get_servfail_at_once(dnsgate, knotd, tls_certs, case):
-    cert = {"wrong_ca": tls_certs.other_ca_server, "wrong_name": tls_certs.wrong_name,
-            "expired": tls_certs.expired, "ip_not_in_certificate": tls_certs.name_only,
-            "pin_mismatch": tls_certs.server}[case]
-    extra = {}
-    if case == "ip_not_in_certificate":
-        extra["tlsServerName"] = None
-    if case == "pin_mismatch":
-        extra["spkiPins"] = [tls_certs.other_ca_server.pin]
+    cert, extra, want = certificate_failure(tls_certs, case)
     with server(cert, "normal", knotd) as s:
         gate = dnsgate(allowlist=ALLOW, timeout_ms=3000, resolvers=[dot(s.address, tls_certs, **extra)])
         reply = gate.query("www.example.com.", edns=True, timeout=3)
         assert reply.elapsed < 1.5, "a certificate failure must not wait for the timeout"
         assert_servfail(reply, EDE_NETWORK_ERROR)
         (ev,) = gate.events(1)
-        want = "tls_pin_mismatch" if case == "pin_mismatch" else "tls_certificate"
         check_event(ev, reply, action="servfail", reasonCode="upstream_error", upstreamError=want,
                     upstream=f"dot://{s.address}")
         assert s.queries() == [], "nothing may be sent over an unauthenticated connection"

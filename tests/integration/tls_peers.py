@@ -47,7 +47,7 @@ import h2.events
 import h2.exceptions
 import pytest
 
-from dnsgate_testlib import Knotd, answer_for, endpoint, free_port, make_query, port_held_by
+from dnsgate_testlib import Knotd, SocketClient, answer_for, endpoint, free_port, make_query, port_held_by
 
 CERTTOOL = "/usr/bin/certtool"
 UNBOUND = "/usr/sbin/unbound"
@@ -104,6 +104,25 @@ class TlsCerts:
     other_ca_key: Path
     other_ca_server: CertKey  # dns.test + IPs, valid now, signed by other_ca
     server_name: str = SERVER_NAME
+
+
+# The ways an upstream's authentication must fail (DESIGN.md §8), each a
+# certificate the server presents and the resolver fields that go with it.
+CERTIFICATE_FAILURES = ["wrong_ca", "wrong_name", "expired", "ip_not_in_certificate", "pin_mismatch"]
+
+
+def certificate_failure(certs: TlsCerts, case: str) -> tuple[CertKey, dict, str]:
+    """(the server's certificate, resolver fields to add, the event's
+    upstreamError) for one of CERTIFICATE_FAILURES. A field set to None is
+    left out of the resolver (ip_not_in_certificate drops tlsServerName)."""
+    cert = {"wrong_ca": certs.other_ca_server, "wrong_name": certs.wrong_name, "expired": certs.expired,
+            "ip_not_in_certificate": certs.name_only, "pin_mismatch": certs.server}[case]
+    extra: dict = {}
+    if case == "ip_not_in_certificate":
+        extra["tlsServerName"] = None
+    if case == "pin_mismatch":
+        extra["spkiPins"] = [certs.other_ca_server.pin]
+    return cert, extra, "tls_pin_mismatch" if case == "pin_mismatch" else "tls_certificate"
 
 
 def _certtool(args: list[str]) -> None:
@@ -252,7 +271,7 @@ def client_context(ca: Optional[Path] = None, *, alpn: Optional[list[str]] = Non
     return ctx
 
 
-class DotClient:
+class DotClient(SocketClient):
     """One DoT connection. server_name is both SNI and the checked name."""
 
     def __init__(self, port: int, *, ca: Optional[Path] = None, server_name: Optional[str] = SERVER_NAME,
@@ -290,18 +309,6 @@ class DotClient:
         self.send(wire)
         return self.recv(timeout)
 
-    def close(self) -> None:
-        try:
-            self.sock.close()
-        except OSError:
-            pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
 
 def dot_exchange(port: int, wire: bytes, **kw) -> Optional[bytes]:
     """One query on a fresh DoT connection (DotClient's keywords)."""
@@ -321,7 +328,7 @@ class DohResponse:
     closed: bool = False  # the connection closed before the stream ended
 
 
-class DohClient:
+class DohClient(SocketClient):
     """One HTTP/2 connection (ALPN h2) with a helper for concurrent POSTs."""
 
     def __init__(self, port: int, *, ca: Optional[Path] = None, server_name: Optional[str] = SERVER_NAME,
@@ -427,18 +434,6 @@ class DohClient:
 
     def request(self, body: bytes, timeout: float = 3.0, **kw) -> DohResponse:
         return self.wait([self.send_request(body, **kw)], timeout)[0]
-
-    def close(self) -> None:
-        try:
-            self.sock.close()
-        except OSError:
-            pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
 
 def doh_exchange(port: int, wire: bytes, **kw) -> DohResponse:
