@@ -30,6 +30,7 @@ import dns.rcode
 import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
+import pytest
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
@@ -998,3 +999,35 @@ def expect_stats(stats: dict, **nonzero) -> None:
 def run_cli(args: list[str], timeout: float = 10.0) -> subprocess.CompletedProcess:
     return subprocess.run([dnsgate_bin(), *args], capture_output=True, text=True, timeout=timeout,
                           stdin=subprocess.DEVNULL)
+
+
+def gate_factory(tmp_path: Path, cls=DnsGate, stop_timeout: float = 3.0, **defaults):
+    """The body of the suite's gate fixtures (conftest's `dnsgate` and
+    `tcpgate`, test_valgrind's `vgate`): yields start(**kwargs), which
+    starts a `cls` in its own folder; at teardown each instance still
+    running gets SIGTERM and must exit 0 with its stats line, then its
+    events must be one per datagram (or TCP frame) sent, each a valid
+    CloudEvent (checked with the SDK)."""
+    started: list[DnsGate] = []
+
+    def start(**kwargs) -> DnsGate:
+        gate = cls(tmp_path / f"gate{len(started)}", **{**defaults, **kwargs})
+        started.append(gate)
+        gate.start()
+        return gate
+
+    try:
+        yield start
+    finally:
+        problems = []
+        for gate in started:
+            try:
+                if gate.returncode is None:
+                    gate.stop(sig=None if gate.signalled_at else signal.SIGTERM, timeout=stop_timeout)
+                gate.check_all_events()
+            except AssertionError as e:
+                problems.append(f"{gate.workdir.name}: {e}")
+            finally:
+                gate.kill()
+        if problems:
+            pytest.fail("\n".join(problems), pytrace=False)

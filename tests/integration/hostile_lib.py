@@ -10,7 +10,6 @@ Loopback only; every process started here is stopped by its PID.
 from __future__ import annotations
 
 import shlex
-import signal
 import socket
 import struct
 import threading
@@ -19,8 +18,6 @@ from collections import Counter
 from pathlib import Path
 from typing import Callable, Iterable
 from unittest import mock
-
-import pytest
 
 import dnsgate_testlib
 from dnsgate_testlib import DnsGate, encode_name, recv_until
@@ -181,30 +178,3 @@ def valgrind_command(log_path: Path) -> list[str]:
             "--num-callers=30", f"--log-file={log_path}"]
 
 
-def gate_factory(tmp_path: Path, cls=DnsGate, stop_timeout: float = 3.0, **defaults):
-    """Like conftest's `dnsgate` fixture, for another DnsGate class: yields
-    start(**kwargs); at teardown each instance still running gets SIGTERM
-    and must exit 0 with its stats, one event per datagram, valid events."""
-    started: list[DnsGate] = []
-
-    def start(**kwargs) -> DnsGate:
-        gate = cls(tmp_path / f"gate{len(started)}", **{**defaults, **kwargs})
-        started.append(gate)
-        gate.start()
-        return gate
-
-    try:
-        yield start
-    finally:
-        problems = []
-        for gate in started:
-            try:
-                if gate.returncode is None:
-                    gate.stop(sig=None if gate.signalled_at else signal.SIGTERM, timeout=stop_timeout)
-                gate.check_all_events()
-            except AssertionError as e:
-                problems.append(f"{gate.workdir.name}: {e}")
-            finally:
-                gate.kill()
-        if problems:
-            pytest.fail("\n".join(problems), pytrace=False)

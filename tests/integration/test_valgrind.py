@@ -21,8 +21,8 @@ import dns.message
 import dns.rcode
 import pytest
 
-from dnsgate_testlib import answer_for, closed_udp_port, dnsgate_bin, make_query, udp_socket, with_id
-from hostile_lib import WrappedGate, check_accounting, gate_factory, hdr, valgrind_command
+from dnsgate_testlib import answer_for, closed_udp_port, dnsgate_bin, gate_factory, make_query, udp_socket, with_id
+from hostile_lib import WrappedGate, check_accounting, hdr, valgrind_command
 from tls_peers import SERVER_NAME, tls_certs, unbound_peer  # noqa: F401 (fixtures)
 
 ALLOW = ["example.com", "*.example.com", "*.example.org"]
