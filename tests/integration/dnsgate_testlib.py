@@ -583,7 +583,7 @@ UUID4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-
 TIME_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
 ACTIONS = {"forward", "refuse", "drop", "servfail"}
 REASONS = {"allowed", "not_allowlisted", "malformed_query", "unsupported_opcode", "upstream_timeout",
-           "upstream_error", "overloaded", "shutdown"}
+           "upstream_error", "overloaded", "shutdown", "dnssec_bogus", "dnssec_indeterminate"}
 MALFORMED_REASONS = {"too_short", "response_bit_set", "bad_question_count", "truncated_question",
                      "bad_label_type", "pointer_into_header", "pointer_not_backward", "name_too_long",
                      "truncated_record", "bad_opt_record", "trailing_data"}
@@ -733,11 +733,14 @@ def render_config(*, cell: str, listen_port: int, allowlist: list[str], upstream
                   timeout_ms: Optional[int] = 2000, max_inflight: Optional[int] = 10000,
                   deny_rcode: Optional[str] = None, sink: str = "file",
                   events_path: Optional[Path] = None,
-                  resolvers: Optional[list[dict]] = None, resolver_policy: Optional[str] = None) -> str:
+                  resolvers: Optional[list[dict]] = None, resolver_policy: Optional[str] = None,
+                  dnssec: Optional[dict] = None) -> str:
     """The YAML of one cell. The resolver is `upstream` (one do53-udp), or,
     when `resolvers` is given, that list instead (dicts with protocol,
     address, url, tlsServerName, caFile, spkiPins; DESIGN.md §8);
-    resolver_policy renders the top-level `resolverPolicy`."""
+    resolver_policy renders the top-level `resolverPolicy`; dnssec the
+    top-level `dnssec:` block (DESIGN.md §9: mode, trustAnchors,
+    keyCacheEntries; keys left out when absent)."""
     assert upstream is not None or resolvers is not None, "give upstream or resolvers"
     lines = [f"cell: {cell}", "listen:", f"  udp: {yaml_str(endpoint(listen_host, listen_port))}", "dnsAuthority:"]
     if allowlist:
@@ -757,10 +760,32 @@ def render_config(*, cell: str, listen_port: int, allowlist: list[str], upstream
         lines.append(f"maxInflight: {max_inflight}")
     if deny_rcode is not None:
         lines.append(f"denyRcode: {deny_rcode}")
+    if dnssec is not None:
+        lines += render_dnssec(dnssec)
     lines += ["events:", f"  sink: {sink}"]
     if sink == "file":
         lines.append(f"  path: {yaml_str(str(events_path))}")
     return "\n".join(lines) + "\n"
+
+
+DNSSEC_KEYS = ["mode", "trustAnchors", "keyCacheEntries"]
+
+
+def render_dnssec(dnssec: dict) -> list[str]:
+    """The `dnssec:` block: mode, trustAnchors (a block list of strings),
+    keyCacheEntries, then any other key as given; None leaves a key out."""
+    lines = ["dnssec:"]
+    keys = [k for k in DNSSEC_KEYS if k in dnssec] + [k for k in dnssec if k not in DNSSEC_KEYS]
+    for k in keys:
+        v = dnssec[k]
+        if v is None:
+            continue
+        if isinstance(v, (list, tuple)):
+            lines.append(f"  {k}:" + ("" if v else " []"))
+            lines += [f"    - {yaml_value(x)}" for x in v]
+        else:
+            lines.append(f"  {k}: {yaml_value(v)}")
+    return lines
 
 
 def socket_inodes_of(pid: int) -> set:
@@ -812,7 +837,7 @@ class DnsGate:
                  timeout_ms: Optional[int] = 2000, max_inflight: Optional[int] = 10000,
                  deny_rcode: Optional[str] = None, sink: str = "file", probe: bool = True,
                  listen_host: str = "127.0.0.1", resolvers: Optional[list[dict]] = None,
-                 resolver_policy: Optional[str] = None):
+                 resolver_policy: Optional[str] = None, dnssec: Optional[dict] = None):
         workdir.mkdir(parents=True, exist_ok=True)
         self.workdir = workdir
         self.cell = cell
@@ -829,7 +854,7 @@ class DnsGate:
         self.config_path.write_text(render_config(
             cell=cell, listen_port=self.port, listen_host=listen_host, allowlist=allowlist, upstream=upstream,
             timeout_ms=timeout_ms, max_inflight=max_inflight, deny_rcode=deny_rcode, sink=sink,
-            events_path=self.events_path, resolvers=resolvers, resolver_policy=resolver_policy))
+            events_path=self.events_path, resolvers=resolvers, resolver_policy=resolver_policy, dnssec=dnssec))
         self.proc: Optional[subprocess.Popen] = None
         self.returncode: Optional[int] = None
         self.stop_seconds: Optional[float] = None
