@@ -36,8 +36,8 @@ import dns.rcode
 import dns.rdatatype
 import pytest
 
-from dnsgate_testlib import (DnsGate, Reply, check_envelope, ede_codes, make_query, udp_exchange, wire_id)
-from dnssec_liar import FORGED_ADDRESS
+from dnsgate_testlib import (DnsGate, Reply, check_envelope, ede_codes, make_query, run_cli, wire_id)
+from dnssec_liar import FORGED_ADDRESS, Liar
 from dnssec_rig import Rig, ask
 
 SECURE, INSECURE, BOGUS, INDETERMINATE = "secure", "insecure", "bogus", "indeterminate"
@@ -132,7 +132,7 @@ CASE_IDS = [c.id for c in CASES]
 BY_ID = {c.id: c for c in CASES}
 ANSWERING = [c for c in CASES if c.verdict in (SECURE, INSECURE)]
 
-GATE_TIMEOUT_MS = {"knot1": 2000, "knot2": 2000, "liar": 2000, "mute": 1000}
+GATE_TIMEOUT_MS = {"knot1": 2000, "knot2": 2000, "liar": 2000, "mute": 1000, "recorder": 2000, "off": 2000}
 ALLOWLIST = ["*.test"]
 
 
@@ -160,6 +160,8 @@ class GatePool:
         self.tmp = tmp
         self.gates: dict[str, DnsGate] = {}
         self.failed: dict[str, str] = {}
+        # kind -> (upstream port, dnssec block) for gates besides one per rig server
+        self.extra: dict[str, tuple[int, dict]] = {}
 
     def dnssec_config(self) -> dict:
         return {"mode": "validate", "trustAnchors": list(self.rig.anchors), "keyCacheEntries": 1000}
@@ -168,9 +170,9 @@ class GatePool:
         if kind in self.failed:
             pytest.fail(self.failed[kind], pytrace=False)
         if kind not in self.gates:
-            port = self.rig.upstream_port(kind)
+            port, dnssec = self.extra.get(kind) or (self.rig.upstream_port(kind), self.dnssec_config())
             gate = DnsGate(self.tmp / f"gate-{kind}", allowlist=ALLOWLIST, upstream=f"127.0.0.1:{port}",
-                           timeout_ms=GATE_TIMEOUT_MS[kind], dnssec=self.dnssec_config())
+                           timeout_ms=GATE_TIMEOUT_MS[kind], dnssec=dnssec)
             try:
                 gate.start()
             except AssertionError as e:
@@ -196,8 +198,21 @@ class GatePool:
 
 
 @pytest.fixture(scope="module")
-def gates(rig, tmp_path_factory):
+def recorder(rig):
+    """A plain forwarder to knot1 that records what dnsgate sends upstream."""
+    rec = Liar(rig.knot1.port, {}, name="recorder")
+    try:
+        yield rec
+    finally:
+        rec.close()
+    assert not rec.errors, rec.errors
+
+
+@pytest.fixture(scope="module")
+def gates(rig, recorder, tmp_path_factory):
     pool = GatePool(rig, tmp_path_factory.mktemp("dnssec-gates"))
+    pool.extra["recorder"] = (recorder.port, pool.dnssec_config())
+    pool.extra["off"] = (rig.knot2.port, {"mode": "off"})
     try:
         yield pool
     finally:
@@ -499,6 +514,55 @@ def test_dnsgate_refused_and_malformed_unchecked(rig, gates):
     assert sock_reply.response is None
     ev = event_of(gate, sock_reply)
     assert ev["data"]["action"] == "drop" and ev["data"].get("dnssec") == "unchecked", ev
+
+
+def test_dnsgate_upstream_gets_do_cd(rig, gates, recorder):
+    """Every query dnsgate sends upstream (the workload's and the chain's
+    DS/DNSKEY fetches) carries an OPT with DO=1 and CD=1, whatever the
+    workload's EDNS."""
+    gate = gates.get("recorder")
+    asked = {"www.dnssec.test.": dict(edns=False, do=False), "foo.wild.dnssec.test.": dict(edns=True, do=False),
+             "www.sub.dnssec.test.": dict(edns=True, do=True)}
+    for qname, kw in asked.items():
+        m = query(gate, qname, "A", **kw).msg
+        assert m.rcode() == dns.rcode.NOERROR and m.answer, describe(m)
+    seen = {}
+    for wire, _addr in recorder.up.received:
+        q = dns.message.from_wire(wire)
+        key = (q.question[0].name.to_text().lower(), dns.rdatatype.to_text(q.question[0].rdtype))
+        seen.setdefault(key, []).append(q)
+        assert q.edns == 0 and q.ednsflags & dns.flags.DO, f"upstream query without DO=1: {q}"
+        assert q.flags & dns.flags.CD, f"upstream query without CD=1: {q}"
+    for qname in asked:
+        assert (qname, "A") in seen, f"{qname} never reached the upstream: {sorted(seen)}"
+    for chain in (("dnssec.test.", "DNSKEY"), ("sub.dnssec.test.", "DNSKEY"), ("sub.dnssec.test.", "DS")):
+        assert chain in seen, f"chain material {chain} not fetched through the upstream: {sorted(seen)}"
+
+
+def test_dnsgate_mode_off(rig, gates):
+    """mode: off: no validation, the bogus zone's answer relayed, data.dnssec unchecked."""
+    gate = gates.get("off")
+    reply = query(gate, "www.expired.test.", "A", do=True)
+    m = reply.msg
+    assert m.rcode() == dns.rcode.NOERROR and m.answer and not ad(m), describe(m)
+    check_dnssec_event(event_of(gate, reply), "www.expired.test.", dnssec="unchecked", action="forward",
+                       reason="allowed", rcode="NOERROR")
+
+
+def test_dnsgate_check_config(rig, tmp_path):
+    """`dnsgate check` accepts the rig's dnssec block and rejects a broken anchor (exit 2)."""
+    gate = DnsGate(tmp_path / "ok", allowlist=ALLOWLIST, upstream=f"127.0.0.1:{rig.knot1.port}",
+                   dnssec={"mode": "validate", "trustAnchors": list(rig.anchors), "keyCacheEntries": 10})
+    r = run_cli(["check", "--config", str(gate.config_path)])
+    assert r.returncode == 0, f"{r.stdout}{r.stderr}\n{gate.config_path.read_text()}"
+    for bad in ({"mode": "validate", "trustAnchors": ["dnssec.test. DS 1 13 2 zz"]},
+                {"mode": "validate", "trustAnchors": ["dnssec.test. A 192.0.2.1"]},
+                {"mode": "maybe", "trustAnchors": list(rig.anchors)},
+                {"mode": "validate", "trustAnchors": list(rig.anchors), "keyCacheEntries": 0}):
+        gate = DnsGate(tmp_path / f"bad{len(str(bad))}", allowlist=ALLOWLIST,
+                       upstream=f"127.0.0.1:{rig.knot1.port}", dnssec=bad)
+        r = run_cli(["check", "--config", str(gate.config_path)])
+        assert r.returncode == 2, f"{bad} accepted?\n{r.stdout}{r.stderr}"
 
 
 # ---------------------------------------------------------------- real clients
