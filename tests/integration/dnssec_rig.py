@@ -401,10 +401,23 @@ KNOT1_POLICIES = """  - id: nsec
     nsec3: on
     nsec3-iterations: 200
     nsec3-salt-length: 8
-"""
+""" + "".join(f"""  - id: {alg}
+    algorithm: {alg}
+    single-type-signing: on
+    manual: on
+""" for alg in ("rsasha256", "ecdsap384sha384", "ed25519", "ed448"))
+
+# the other algorithms dnsgate implements (DESIGN §9), one zone each
+ALGORITHM_ZONES = {"alg8.test.": "rsasha256", "alg14.test.": "ecdsap384sha384", "alg15.test.": "ed25519",
+                   "alg16.test.": "ed448"}
+# the anchor of these zones is a DS of digest type 4 (SHA-384), the others' type 2
+SHA384_ANCHORED = ["alg14.test."]
 
 # knot1's anchored zones (each a trust anchor; the others hang below them)
-KNOT1_ANCHORED = ["dnssec.test.", "nsec3.test.", "optout.test.", "iter.test.", "liar.test.", "silent.test."]
+KNOT1_ANCHORED = ["dnssec.test.", "nsec3.test.", "optout.test.", "iter.test.", "liar.test.", "silent.test.",
+                  *ALGORITHM_ZONES]
+# knot1's zones under no trust anchor: plain.test. unsigned, island.test. signed (an island of security)
+KNOT1_UNANCHORED = ["plain.test.", "island.test."]
 # knot2's anchored zones (badds.ds.test. hangs below ds.test.)
 KNOT2_ANCHORED = ["expired.test.", "future.test.", "tampered.test.", "nokey.test.", "wronganchor.test.",
                   "ds.test.", "unknownalg.test.", "unknowndigest.test.", "rsasha1.test.", "sha1ds.test."]
@@ -456,16 +469,22 @@ class Rig:
             KnotZone("liar.test.", soa_zone("liar.test.", "www A 192.0.2.80\nnosig A 192.0.2.81\n"
                                                          "forged A 192.0.2.82\n"), "nsec"),
             KnotZone("silent.test.", soa_zone("silent.test.", "www A 192.0.2.90\n"), "nsec"),
+            KnotZone("plain.test.", soa_zone("plain.test.", "www A 192.0.2.91\n")),
+            KnotZone("island.test.", soa_zone("island.test.", "www A 192.0.2.92\n"), "nsec"),
         ]
+        zones += [KnotZone(z, soa_zone(z, "www A 192.0.2.93\n"), alg) for z, alg in ALGORITHM_ZONES.items()]
         knot = AuthKnotd(self.workdir / "knot1", zones, KNOT1_POLICIES, name="knot1")
         ds = {}
         for z in zones:
             if z.policy:
-                knot.keymgr(z.domain, "generate", "algorithm=ecdsap256sha256", "ksk=yes", "zsk=yes")
+                alg = ALGORITHM_ZONES.get(z.domain, "ecdsap256sha256")
+                size = ["size=2048"] if alg.startswith("rsa") else []
+                knot.keymgr(z.domain, "generate", f"algorithm={alg}", "ksk=yes", "zsk=yes", *size)
                 lines = [line for line in knot.keymgr(z.domain, "ds").splitlines() if " DS " in line]
-                sha256 = [line for line in lines if line.split()[4] == "2"]
-                assert len(sha256) == 1, lines
-                ds[z.domain] = " ".join(sha256[0].split())
+                digest = "4" if z.domain in SHA384_ANCHORED else "2"
+                mine = [line for line in lines if line.split()[4] == digest]
+                assert len(mine) == 1, lines
+                ds[z.domain] = " ".join(mine[0].split())
         # the secure delegation: sub.'s DS in dnssec.test.
         parent = zones[0]
         parent.text += ds["sub.dnssec.test."].replace("sub.dnssec.test.", "sub", 1) + "\n"
@@ -588,7 +607,8 @@ class Rig:
             self._check_ds_from_parent()
             self.liar = Liar(self.knot1.port, LIAR_RULES, forge_ad=True, name="liar")
             self.mute = Liar(self.knot1.port, MUTE_RULES, name="mute")
-            stubs = {z: self.knot1.port for z in KNOT1_ANCHORED if z not in LIAR_ZONES + MUTE_ZONES}
+            stubs = {z: self.knot1.port for z in KNOT1_ANCHORED + KNOT1_UNANCHORED
+                     if z not in LIAR_ZONES + MUTE_ZONES}
             stubs.update({z: self.knot2.port for z in KNOT2_ANCHORED})
             stubs.update({z: self.liar.port for z in LIAR_ZONES})
             stubs.update({z: self.mute.port for z in MUTE_ZONES})
