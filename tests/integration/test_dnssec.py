@@ -370,6 +370,7 @@ def test_dnsgate(rig, gates, case_id):
     upstream = f"127.0.0.1:{rig.upstream_port(case.upstream)}"
     ev = event_of(gate, reply)
     assert m.edns == 0 and m.ednsflags & dns.flags.DO, f"the OPT as asked (DO=1)\n{describe(m)}"
+    assert not m.flags & dns.flags.CD, f"CD=0 as the workload asked (RFC 4035 §3.1.6), not the upstream's\n{describe(m)}"
     if case.verdict in (SECURE, INSECURE):
         assert dns.rcode.to_text(m.rcode()) == case.rcode, describe(m)
         assert ad(m) == (case.verdict == SECURE), f"{case.verdict}: AD must be {case.verdict == SECURE}\n{describe(m)}"
@@ -407,6 +408,11 @@ def test_dnsgate_no_do(rig, gates, case_id):
     ev = event_of(gate, reply)
     assert m.edns == -1, f"no OPT when the workload sent none\n{describe(m)}"
     assert not ad(m), f"AD=0 without DO or AD\n{describe(m)}"
+    assert not m.flags & dns.flags.CD, f"CD=0 as the workload asked (RFC 4035 §3.1.6)\n{describe(m)}"
+    # dnsgate asked upstream with its own OPT; what the workload gets must fit
+    # the 512 octets of a query without EDNS (the DNSSEC records removed first)
+    assert len(reply.response) <= 512 and not m.flags & dns.flags.TC, (
+        f"{len(reply.response)} octets, TC={bool(m.flags & dns.flags.TC)} to a query without EDNS\n{describe(m)}")
     if case.verdict in (SECURE, INSECURE):
         assert dns.rcode.to_text(m.rcode()) == case.rcode, describe(m)
         assert not dnssec_records(m), f"DNSSEC records the workload did not ask for\n{describe(m)}"
@@ -456,16 +462,22 @@ def test_dnsgate_ad_without_do(rig, gates, case_id):
                        rcode=case.rcode)
 
 
+@pytest.mark.parametrize("do", [True, False], ids=["do", "no_edns"])
 @pytest.mark.parametrize("case_id", ["expired", "tampered_rrsig", "liar_forged_ad", "secure_a"])
-def test_dnsgate_cd(rig, gates, case_id):
+def test_dnsgate_cd(rig, gates, case_id, do):
     """CD=1 from the workload: the upstream's answer unvalidated (bogus data
-    included), AD=0, data.dnssec unchecked."""
+    included), AD=0, data.dnssec unchecked; without DO still no DNSSEC records."""
     case = BY_ID[case_id]
     gate = gates.get(case.upstream)
-    reply = query(gate, case.qname, case.qtype, do=True, cd=True)
+    reply = query(gate, case.qname, case.qtype, edns=do, do=do, cd=True)
     m = reply.msg
     assert m.rcode() == dns.rcode.NOERROR and m.answer, f"CD=1: the data, not SERVFAIL\n{describe(m)}"
     assert not ad(m), f"CD=1: AD=0\n{describe(m)}"
+    assert m.flags & dns.flags.CD, f"CD copied\n{describe(m)}"
+    if do:
+        assert [rr for rr in m.answer if rr.rdtype == dns.rdatatype.RRSIG], describe(m)
+    else:
+        assert m.edns == -1 and not dnssec_records(m), describe(m)
     assert plain_rrsets(m.answer) == plain_rrsets(direct(rig, case).answer), describe(m)
     check_dnssec_event(event_of(gate, reply), case, dnssec="unchecked", action="forward", reason="allowed",
                        rcode="NOERROR")
