@@ -577,6 +577,11 @@ def test_dnsgate_check_config(rig, tmp_path):
                    dnssec={"mode": "validate", "trustAnchors": list(rig.anchors), "keyCacheEntries": 10})
     r = run_cli(["check", "--config", str(gate.config_path)])
     assert r.returncode == 0, f"{r.stdout}{r.stderr}\n{gate.config_path.read_text()}"
+    # no trustAnchors: the root's, from dns-root-data
+    gate = DnsGate(tmp_path / "root", allowlist=ALLOWLIST, upstream=f"127.0.0.1:{rig.knot1.port}",
+                   dnssec={"mode": "validate"})
+    r = run_cli(["check", "--config", str(gate.config_path)])
+    assert r.returncode == 0, f"{r.stdout}{r.stderr}\n{gate.config_path.read_text()}"
     for bad in ({"mode": "validate", "trustAnchors": ["dnssec.test. DS 1 13 2 zz"]},
                 {"mode": "validate", "trustAnchors": ["dnssec.test. A 192.0.2.1"]},
                 {"mode": "maybe", "trustAnchors": list(rig.anchors)},
