@@ -34,7 +34,6 @@ import base64
 import datetime as _dt
 import hashlib
 import os
-import re
 import signal
 import subprocess
 import time

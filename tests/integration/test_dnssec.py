@@ -27,7 +27,7 @@ import re
 import signal
 import subprocess
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Optional
 
 import dns.flags
@@ -601,12 +601,12 @@ def run_client(cmd: list[str]) -> str:
 
 
 def kdig(port: int, qname: str, qtype: str) -> str:
-    return run_client(["/usr/bin/kdig", f"@127.0.0.1", "-p", str(port), "+dnssec", "+retry=0", "+timeout=5",
+    return run_client(["/usr/bin/kdig", "@127.0.0.1", "-p", str(port), "+dnssec", "+retry=0", "+timeout=5",
                        qname, qtype])
 
 
 def dig(port: int, qname: str, qtype: str) -> str:
-    return run_client(["/usr/bin/dig", f"@127.0.0.1", "-p", str(port), "+dnssec", "+tries=1", "+time=5",
+    return run_client(["/usr/bin/dig", "@127.0.0.1", "-p", str(port), "+dnssec", "+tries=1", "+time=5",
                        qname, qtype])
 
 
