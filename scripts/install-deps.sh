@@ -12,6 +12,9 @@ packages=(
   # encrypted upstreams (DESIGN §8): DoT and DoH on GnuTLS and nghttp2, DoQ on
   # ngtcp2 >= 1.0 with its GnuTLS crypto helper (from bookworm-backports, below)
   libgnutls28-dev libnghttp2-dev libngtcp2-dev libngtcp2-crypto-gnutls-dev
+  # DNSSEC validation (DESIGN §9): Knot's libdnssec (on GnuTLS) for the
+  # cryptography, the root trust anchor, and ldns-signzone for broken test zones
+  libknot-dev dns-root-data ldnsutils
   # peers and clients for the demo and the integration tests
   knot knot-dnsutils dnsutils dnsperf
   python3-dnspython python3-pytest

@@ -45,6 +45,19 @@ struct EventsConfig {
   std::string path;  // for EventSinkKind::file
 };
 
+// DNSSEC validation (DESIGN.md §9, docs/dnssec.md).
+enum class DnssecMode { off, validate };
+
+inline constexpr std::size_t kMaxKeyCacheEntries = 1000000;
+
+struct DnssecConfig {
+  DnssecMode mode = DnssecMode::off;
+  // DS or DNSKEY records in presentation form, as written (each checked by
+  // the loader); empty: the root's, from Debian's dns-root-data.
+  std::vector<std::string> trust_anchors;
+  std::size_t key_cache_entries = 10000;  // validated DNSKEY/DS RRsets kept
+};
+
 // Limits of the TCP listener (DESIGN.md §3 `tcp:`), each with its default.
 struct TcpLimits {
   std::size_t max_connections = 512;              // past it, new connections are closed at once
@@ -71,6 +84,7 @@ struct DnsProxyConfig {
   Rcode deny_rcode = Rcode::refused;  // refused or nxdomain
   EventsConfig events;
   TcpLimits tcp;
+  DnssecConfig dnssec;
 };
 
 // What is wrong with a config file: the field's path as written in the file

@@ -21,22 +21,29 @@ namespace dnsgate {
 enum class QueryAction : std::uint8_t { forward, refuse, drop, servfail };
 
 enum class ReasonCode : std::uint8_t {
-  allowed,             // forwarded, the upstream's answer relayed
-  not_allowlisted,     // denied by policy, REFUSED (or NXDOMAIN) sent
-  malformed_query,     // the parser rejected it, nothing sent
-  unsupported_opcode,  // opcode other than QUERY, NOTIMP (or BADVERS) sent
-  upstream_timeout,    // SERVFAIL + EDE 22
-  upstream_error,      // SERVFAIL + EDE 23
-  overloaded,          // in-flight table full, SERVFAIL
-  shutdown,            // still in flight when the proxy stopped, nothing sent
-  client_gone,         // the workload's TCP connection closed before its answer
+  allowed,               // forwarded, the upstream's answer relayed
+  not_allowlisted,       // denied by policy, REFUSED (or NXDOMAIN) sent
+  malformed_query,       // the parser rejected it, nothing sent
+  unsupported_opcode,    // opcode other than QUERY, NOTIMP (or BADVERS) sent
+  upstream_timeout,      // SERVFAIL + EDE 22
+  upstream_error,        // SERVFAIL + EDE 23
+  overloaded,            // in-flight table full, SERVFAIL
+  shutdown,              // still in flight when the proxy stopped, nothing sent
+  client_gone,           // the workload's TCP connection closed before its answer
+  dnssec_bogus,          // validation failed (DESIGN §9): SERVFAIL + EDE 6
+  dnssec_indeterminate,  // the chain of trust could not be fetched: SERVFAIL + EDE 5
 };
+
+// What DNSSEC validation (DESIGN §9) concluded; `unchecked` when it did not
+// run: validation off, the workload set CD, or dnsgate answered itself.
+enum class DnssecState : std::uint8_t { unchecked, secure, insecure, bogus, indeterminate };
 
 enum class Transport : std::uint8_t { udp, tcp };
 
 std::string_view to_string(QueryAction action) noexcept;
 std::string_view to_string(ReasonCode reason) noexcept;
 std::string_view to_string(Transport transport) noexcept;
+std::string_view to_string(DnssecState state) noexcept;
 
 // Everything one event says, in a fixed-size value the DNS path fills in
 // without allocating; the JSON is built later, off the DNS path.
@@ -71,6 +78,7 @@ struct QueryRecord {
   // process (ResolverConfig::uri).
   std::string_view upstream_uri;
   UpstreamError upstream_error;  // why the resolver failed, for upstream_error
+  DnssecState dnssec = DnssecState::unchecked;
 };
 
 // The sink of per-query events. The DNS path calls emit() once per query;

@@ -46,6 +46,14 @@ struct DnsProxyStats {
   std::uint64_t tcp_frames_abandoned = 0;   // frames begun but never finished
   std::uint64_t tcp_idle_closed = 0;        // connections closed after idleTimeoutMs
   std::uint64_t upstream_tcp_connects = 0;  // connections opened to the resolvers
+  // DNSSEC (DESIGN §9), all 0 with validation off: answers by verdict, the
+  // DS/DNSKEY fetches made, and the chain RRsets the validator holds at exit.
+  std::uint64_t dnssec_secure = 0;
+  std::uint64_t dnssec_insecure = 0;
+  std::uint64_t dnssec_bogus = 0;
+  std::uint64_t dnssec_indeterminate = 0;
+  std::uint64_t dnssec_fetches = 0;
+  std::uint64_t dnssec_key_cache = 0;
   std::vector<ResolverStats> resolvers;
 
   // One JSON object with camelCase keys, no newline.

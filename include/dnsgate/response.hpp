@@ -23,6 +23,8 @@ enum class Rcode : std::uint8_t {
 // Extended DNS Errors (RFC 8914) dnsgate attaches to what it synthesizes.
 enum class ExtendedError : std::uint16_t {
   none = 0xFFFF,  // attach no EDE option
+  dnssec_indeterminate = 5,
+  dnssec_bogus = 6,  // with, where one fits, a second, more specific code (DESIGN §9)
   blocked = 15,
   no_reachable_authority = 22,
   network_error = 23,
@@ -33,8 +35,8 @@ enum class ExtendedError : std::uint16_t {
 inline constexpr std::uint16_t kAdvertisedUdpPayload = 1232;
 
 // Enough room for any synthesized response: header, a 255-octet name, type,
-// class, and an OPT record with one EDE option.
-inline constexpr std::size_t kMaxSynthesizedOctets = 12 + 255 + 4 + 11 + 6;
+// class, and an OPT record with two EDE options.
+inline constexpr std::size_t kMaxSynthesizedOctets = 12 + 255 + 4 + 11 + 2 * 6;
 
 // What a synthesized response needs to know about the query it answers.
 // Small and copyable, so the in-flight table can keep it for a timeout.
@@ -63,6 +65,7 @@ Rcode response_rcode(const QueryEcho& query, Rcode rcode) noexcept;
 // `none` or the answer is BADVERS. Returns the octets written, 0 when `out`
 // is too small.
 std::size_t synthesize_response(const QueryEcho& query, Rcode rcode, ExtendedError ede,
-                                std::span<std::uint8_t> out) noexcept;
+                                std::span<std::uint8_t> out,
+                                ExtendedError second_ede = ExtendedError::none) noexcept;
 
 }  // namespace dnsgate

@@ -184,9 +184,10 @@ void read_events(const Field& events, DnsProxyConfig& config) {
 DnsProxyConfig read_config(const YAML::Node& root) {
   DnsProxyConfig config;
   const int root_line = line_of(root);
-  const auto fields = read_map(root, "", root_line,
-                               {"cell", "listen", "dnsAuthority", "resolverPolicy",
-                                "upstreamTimeoutMs", "maxInflight", "denyRcode", "tcp", "events"});
+  const auto fields =
+      read_map(root, "", root_line,
+               {"cell", "listen", "dnsAuthority", "resolverPolicy", "upstreamTimeoutMs",
+                "maxInflight", "denyRcode", "tcp", "events", "dnssec"});
   std::vector<int> address_lines;
   for (const Field& field : fields) {
     if (field.key == "cell") {
@@ -207,6 +208,8 @@ DnsProxyConfig read_config(const YAML::Node& root) {
       config.deny_rcode = read_deny_rcode(field);
     } else if (field.key == "tcp") {
       read_tcp_limits(field, config);
+    } else if (field.key == "dnssec") {
+      read_dnssec(field, config);
     } else {
       read_events(field, config);
     }
@@ -392,9 +395,9 @@ std::string summarize(const DnsProxyConfig& config) {
                                  : std::string("stdout");
   return fmt::format(
       "config ok: cell {}, listen {}, upstream {}, {}, upstreamTimeoutMs {}, maxInflight {}, "
-      "denyRcode {}, events {}",
+      "denyRcode {}, events {}, {}",
       config.cell, listen, upstream, allowlist, config.upstream_timeout.count(),
-      config.max_inflight, rcode_name(config.deny_rcode), events);
+      config.max_inflight, rcode_name(config.deny_rcode), events, describe_dnssec(config.dnssec));
 }
 
 }  // namespace dnsgate

@@ -22,4 +22,11 @@ std::string_view policy_name(ResolverPolicy policy);
 // "dot dot://127.0.0.1:853 (tlsServerName dns.test, caFile ca.pem, 1 pin)"
 std::string describe_resolver(const ResolverConfig& resolver);
 
+// The `dnssec:` block (dnssec.cpp in this folder): mode, trustAnchors
+// (each record checked), keyCacheEntries.
+void read_dnssec(const Field& field, DnsProxyConfig& config);
+
+// "dnssec validate (2 trust anchors, keyCacheEntries 10000)" or "dnssec off".
+std::string describe_dnssec(const DnssecConfig& dnssec);
+
 }  // namespace dnsgate::config_reader

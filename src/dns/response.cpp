@@ -29,14 +29,16 @@ Rcode response_rcode(const QueryEcho& query, Rcode rcode) noexcept {
 }
 
 std::size_t synthesize_response(const QueryEcho& query, Rcode rcode, ExtendedError ede,
-                                std::span<std::uint8_t> out) noexcept {
+                                std::span<std::uint8_t> out, ExtendedError second_ede) noexcept {
   const auto sent = static_cast<std::uint16_t>(response_rcode(query, rcode));
   // BADVERS says only which version to speak: the verdict comes with the retry.
   const bool with_ede = query.edns.present && ede != ExtendedError::none &&
                         sent != static_cast<std::uint16_t>(Rcode::badvers);
+  const bool with_second = with_ede && second_ede != ExtendedError::none;
+  const std::size_t ede_octets =
+      (with_ede ? kEdeOptionOctets : 0) + (with_second ? kEdeOptionOctets : 0);
   const std::size_t size = kHeaderOctets + query.question.size() +
-                           (query.edns.present ? kOptFixedOctets : 0) +
-                           (with_ede ? kEdeOptionOctets : 0);
+                           (query.edns.present ? kOptFixedOctets : 0) + ede_octets;
   if (out.size() < size) return 0;
 
   const std::uint16_t opcode = query.flags & flag::kOpcodeMask;
@@ -60,12 +62,13 @@ std::size_t synthesize_response(const QueryEcho& query, Rcode rcode, ExtendedErr
     out[at + 5] = static_cast<std::uint8_t>(sent >> 4);  // the extended rcode's upper 8 bits
     out[at + 6] = 0;                                     // version 0
     write_u16(out, at + 7, query.edns.dnssec_ok ? kEdnsDoBit : 0);
-    write_u16(out, at + 9, with_ede ? kEdeOptionOctets : 0);
+    write_u16(out, at + 9, static_cast<std::uint16_t>(ede_octets));
     at += kOptFixedOctets;
-    if (with_ede) {
+    for (const ExtendedError code : {ede, second_ede}) {
+      if (!with_ede || code == ExtendedError::none) continue;
       write_u16(out, at, kOptionExtendedError);
       write_u16(out, at + 2, 2);
-      write_u16(out, at + 4, static_cast<std::uint16_t>(ede));
+      write_u16(out, at + 4, static_cast<std::uint16_t>(code));
       at += kEdeOptionOctets;
     }
   }

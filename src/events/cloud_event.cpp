@@ -51,6 +51,10 @@ std::string_view to_string(ReasonCode reason) noexcept {
       return "shutdown";
     case ReasonCode::client_gone:
       return "client_gone";
+    case ReasonCode::dnssec_bogus:
+      return "dnssec_bogus";
+    case ReasonCode::dnssec_indeterminate:
+      return "dnssec_indeterminate";
   }
   return "unknown";
 }
@@ -61,6 +65,22 @@ std::string_view to_string(Transport transport) noexcept {
       return "udp";
     case Transport::tcp:
       return "tcp";
+  }
+  return "unknown";
+}
+
+std::string_view to_string(DnssecState state) noexcept {
+  switch (state) {
+    case DnssecState::unchecked:
+      return "unchecked";
+    case DnssecState::secure:
+      return "secure";
+    case DnssecState::insecure:
+      return "insecure";
+    case DnssecState::bogus:
+      return "bogus";
+    case DnssecState::indeterminate:
+      return "indeterminate";
   }
   return "unknown";
 }
@@ -490,6 +510,7 @@ void CloudEventFormatter::append_event(std::string& out, const QueryRecord& reco
   const std::string_view rcode =
       record.has_rcode ? json_name(names.rcodes, record.rcode, rcode_name, spill_rcode)
                        : std::string_view{};
+  const std::string_view dnssec = to_string(record.dnssec);  // plain words, nothing to escape
 
   // Keys, punctuation, numbers and the time's fraction take about 300 octets
   // of kFixedRoom; the rest is counted at its longest. What is left over
@@ -503,7 +524,7 @@ void CloudEventFormatter::append_event(std::string& out, const QueryRecord& reco
       (event_id != nullptr ? event_id->size() * kJsonEscapedPerOctet : EventIdGenerator::kLength) +
       second_text_.size() + 2 * kEndpointRoom + 2 * name_room + transport.size() + action.size() +
       reason.size() + parse_error.size() + opcode.size() + qtype.size() + qclass.size() +
-      rcode.size() + record.upstream_uri.size() + kMaxUpstreamErrorText;
+      rcode.size() + record.upstream_uri.size() + kMaxUpstreamErrorText + dnssec.size();
 
   const std::size_t start = out.size();
   // Nothing below throws: `out` ends up with the whole line or, had this
@@ -602,6 +623,9 @@ void CloudEventFormatter::append_event(std::string& out, const QueryRecord& reco
     at += write_upstream_error(record.upstream_error, at);
     *at++ = '"';
   }
+  at = write_literal(at, R"(,"dnssec":")");
+  at = write_text(at, dnssec);
+  *at++ = '"';
   at = write_literal(at, R"(,"latencyUs":)");
   at = write_number(at, record.latency_us);
   at = write_literal(at, "}}");

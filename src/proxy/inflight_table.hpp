@@ -16,6 +16,7 @@
 #include "dnsgate/parser.hpp"
 #include "dnsgate/response.hpp"
 #include "dnsgate/upstream_error.hpp"
+#include "dnssec/validator.hpp"
 #include "net/clock.hpp"
 #include "net/peer_address.hpp"
 
@@ -46,6 +47,19 @@ struct InflightQuery {
   WallTime received_wall{};
   PeerAddress client;
   std::array<std::uint8_t, kMaxNameOctets + 4> question{};  // as asked, case kept
+
+  // DNSSEC validation (dnssec_side.cpp). A slot is a workload's query or a
+  // fetch of chain material the validator asked for; either may wait, its
+  // answer held, until other chain material has come.
+  enum class Role : std::uint8_t { workload, chain_fetch };
+  Role role = Role::workload;
+  bool validate = false;        // the answer is validated before it is relayed
+  bool awaiting_chain = false;  // its answer waits in `held_answer`
+  std::uint8_t chain_rounds = 0;
+  std::uint16_t dnssec_detail = 0xFFFF;  // the second EDE of a bogus verdict
+  std::uint32_t serial = 0;              // tells the slot a waiter was from its reuse
+  std::vector<std::uint8_t> held_answer;
+  dnssec::ChainNeed chain;  // chain_fetch: what it fetches
 
   std::span<const std::uint8_t> question_wire() const noexcept {
     return {question.data(), question_octets};

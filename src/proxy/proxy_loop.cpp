@@ -55,6 +55,7 @@ ProxyLoop::ProxyLoop(const DnsProxyConfig& config, const ProxySockets& sockets,
   if (udp_listener_ >= 0) set_nonblocking(udp_listener_);
   if (tcp_listener_ >= 0) set_nonblocking(tcp_listener_);
   open_resolvers(sockets);
+  open_validator();
   clients_.resize(config.tcp.max_connections);
   for (std::size_t i = clients_.size(); i > 0; --i) {
     free_clients_.push_back(static_cast<std::uint32_t>(i - 1));
@@ -201,6 +202,12 @@ bool ProxyLoop::handle_query(std::span<std::uint8_t> packet, const ClientRef& cl
     slot->upstream_query.reserve(kKeptQueryOctets);
   }
   slot->upstream_query.assign(packet.begin(), packet.end());
+  slot->role = InflightQuery::Role::workload;
+  slot->validate = false;
+  slot->awaiting_chain = false;
+  slot->chain_rounds = 0;
+  slot->serial = ++next_serial_;
+  if (validator_) ask_for_dnssec(*slot, (query.header.flags & flag::kCd) != 0);
   slot->sent = false;
   slot->forwarded = false;
   slot->resolvers_tried = 0;
@@ -234,6 +241,19 @@ QueryRecord ProxyLoop::record_of(const InflightQuery& query, const Clock& now) c
 // timeout, an unreachable upstream or a send that could not happen;
 // nothing at all at shutdown or when the workload has gone. One event.
 void ProxyLoop::finish(InflightQuery& query, ReasonCode reason, const Clock& now) {
+  if (query.role == InflightQuery::Role::chain_fetch) {
+    // The validator's own fetch: no workload, no event. Its waiters learn
+    // that the material could not be had, unless the loop is stopping.
+    if (reason != ReasonCode::shutdown) {
+      validator_->fetch_failed(query.chain, validator_now(now));
+    }
+    end_fetch(query, reason != ReasonCode::shutdown, now);
+    return;
+  }
+  // Past its deadline while the chain of trust was being fetched.
+  if (query.awaiting_chain && reason == ReasonCode::upstream_timeout) {
+    reason = ReasonCode::dnssec_indeterminate;
+  }
   QueryRecord record = record_of(query, now);
   const ClientRef client = client_ref(query);
   record.reason = reason;
@@ -242,6 +262,7 @@ void ProxyLoop::finish(InflightQuery& query, ReasonCode reason, const Clock& now
     ++stats_.dropped_at_shutdown;
   } else {
     ExtendedError ede = ExtendedError::none;
+    ExtendedError second_ede = ExtendedError::none;
     if (reason == ReasonCode::upstream_timeout) {
       ++stats_.servfail_timeout;
       ede = ExtendedError::no_reachable_authority;
@@ -253,11 +274,21 @@ void ProxyLoop::finish(InflightQuery& query, ReasonCode reason, const Clock& now
       ++stats_.servfail_error;
       ede = ExtendedError::network_error;
       record.upstream_error = query.last_error;
+    } else if (reason == ReasonCode::dnssec_bogus) {
+      ++stats_.dnssec_bogus;
+      ede = ExtendedError::dnssec_bogus;
+      second_ede = static_cast<ExtendedError>(query.dnssec_detail);
+      record.dnssec = DnssecState::bogus;
+    } else if (reason == ReasonCode::dnssec_indeterminate) {
+      ++stats_.dnssec_indeterminate;
+      ede = ExtendedError::dnssec_indeterminate;
+      record.dnssec = DnssecState::indeterminate;
     } else {
       ++stats_.overloaded;
       record.has_upstream = false;  // it never left
     }
-    const std::size_t size = synthesize_response(query.echo(), Rcode::servfail, ede, synthesized_);
+    const std::size_t size =
+        synthesize_response(query.echo(), Rcode::servfail, ede, synthesized_, second_ede);
     if (deliver(client, {synthesized_.data(), size})) {
       record.action = QueryAction::servfail;
       record.has_rcode = true;
@@ -278,7 +309,7 @@ void ProxyLoop::release(InflightQuery& query) {
     query.sent = false;
     resolvers_[query.resolver].upstream->cancel(query.upstream_id);
   }
-  if (query.client_transport == Transport::tcp) {
+  if (query.client_transport == Transport::tcp && query.role == InflightQuery::Role::workload) {
     if (TcpClient* connection = client_of(query.connection, query.connection_generation)) {
       --connection->inflight;
       update_client_interest(*connection, query.connection);
@@ -391,6 +422,7 @@ DnsProxyStats ProxyLoop::run(const std::atomic<bool>& shutdown) {
   while (InflightQuery* left = table_.oldest()) finish(*left, ReasonCode::shutdown, end);
   close_all_clients();
   collect_upstream_stats();
+  if (validator_) stats_.dnssec_key_cache = validator_->cached();
   return stats_;
 }
 

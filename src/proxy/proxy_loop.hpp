@@ -11,11 +11,14 @@
 #include <cstdint>
 #include <memory>
 #include <span>
+#include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "dnsgate/proxy.hpp"
 #include "dnsgate/response.hpp"
 #include "dnsgate/socket.hpp"
+#include "dnssec/validator.hpp"
 #include "net/clock.hpp"
 #include "net/datagram_batch.hpp"
 #include "net/frame_reader.hpp"
@@ -136,6 +139,8 @@ class ProxyLoop {
   void send_upstream(InflightQuery& query, const Clock& now);
   bool try_resolver(InflightQuery& query, std::size_t resolver, const Clock& now);
   void on_upstream_answer(std::uint8_t resolver, std::span<std::uint8_t> packet, const Clock& now);
+  void relay_answer(InflightQuery& query, std::span<const std::uint8_t> answer, DnssecState dnssec,
+                    const Clock& now);
   void on_upstream_failure(std::uint8_t resolver, std::uint16_t upstream_id, UpstreamError error,
                            const Clock& now);
   void on_upstream_io(std::uint32_t index, std::uint32_t events, const Clock& now);
@@ -144,6 +149,19 @@ class ProxyLoop {
   void flush_upstreams(const Clock& now);
   SteadyTime next_upstream_timer() const noexcept;
   void collect_upstream_stats();
+
+  // dnssec_side.cpp: validation (DESIGN §9), and the fetches of chain
+  // material it asks for, which travel through the same resolvers.
+  void open_validator();
+  void ask_for_dnssec(InflightQuery& query, bool checking_disabled);
+  void on_checked_answer(InflightQuery& query, std::span<std::uint8_t> packet, const Clock& now);
+  void evaluate_held(InflightQuery& query, const Clock& now);
+  void conclude(InflightQuery& query, const dnssec::Verdict& verdict, const Clock& now);
+  void relay_shaped(InflightQuery& query, std::span<const std::uint8_t> packet,
+                    const dnssec::Verdict& verdict, const Clock& now);
+  void wait_for_chain(InflightQuery& waiter, const dnssec::ChainNeed& need, const Clock& now);
+  void end_fetch(InflightQuery& fetch, bool resume_waiters, const Clock& now);
+  std::uint32_t validator_now(const Clock& now) const;
 
   const DnsProxyConfig& config_;
   Clock turn_clock_{};  // read once per turn of the loop; transports' callbacks use it
@@ -159,6 +177,18 @@ class ProxyLoop {
 
   std::vector<Resolver> resolvers_;
   ResolverSet resolver_set_;
+
+  // With dnssec.mode validate: the validator, and the chain fetches in
+  // flight, each with the slots (upstream id, serial) waiting on it.
+  struct ChainFetch {
+    std::uint16_t upstream_id = 0;
+    std::uint32_t serial = 0;
+    std::vector<std::pair<std::uint16_t, std::uint32_t>> waiters;
+  };
+  std::unique_ptr<dnssec::Validator> validator_;
+  std::unordered_map<std::string, ChainFetch> fetches_;
+  std::uint32_t next_serial_ = 0;
+  std::vector<std::uint8_t> shaped_;
 
   UniqueFd epoll_;
   std::vector<std::unique_ptr<TcpClient>> clients_;

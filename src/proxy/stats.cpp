@@ -27,6 +27,12 @@ std::string DnsProxyStats::to_json() const {
       {"tcpFramesAbandoned", tcp_frames_abandoned},
       {"tcpIdleClosed", tcp_idle_closed},
       {"upstreamTcpConnects", upstream_tcp_connects},
+      {"dnssecSecure", dnssec_secure},
+      {"dnssecInsecure", dnssec_insecure},
+      {"dnssecBogus", dnssec_bogus},
+      {"dnssecIndeterminate", dnssec_indeterminate},
+      {"dnssecFetches", dnssec_fetches},
+      {"dnssecKeyCache", dnssec_key_cache},
   };
   std::string json = "{";
   for (const auto& [key, value] : counters) {

@@ -144,8 +144,9 @@ bool ProxyLoop::try_resolver(InflightQuery& query, std::size_t index, const Cloc
     ++resolver.counted.queries;
     if (!error) {
       query.sent = true;
-      // A query counts once, however many resolvers it went to.
-      if (!query.forwarded) ++stats_.forwarded;
+      // A query counts once, however many resolvers it went to; the
+      // validator's own fetches are not the workload's queries.
+      if (!query.forwarded && query.role == InflightQuery::Role::workload) ++stats_.forwarded;
       query.forwarded = true;
       return true;
     }
@@ -190,32 +191,42 @@ void ProxyLoop::on_upstream_answer(std::uint8_t resolver, std::span<std::uint8_t
   }
   ++resolvers_[resolver].counted.answers;
   resolver_set_.on_answer(resolver);
+  if (validator_) {
+    on_checked_answer(*query, packet, now);
+    return;
+  }
   write_u16(packet, 0, query->client_id);
-  std::span<const std::uint8_t> answer = packet;
-  if (query->client_transport == Transport::udp && packet.size() > query->udp_answer_limit) {
-    // An answer fetched over a stream that the UDP client cannot take:
-    // header with TC=1, the question and the answer's OPT (RFC 6891 7), so
+  relay_answer(*query, packet, DnssecState::unchecked, now);
+}
+
+// Relays `answer` (the workload's id in place) and writes the event. A UDP
+// client gets what fits: an answer fetched over a stream may not.
+void ProxyLoop::relay_answer(InflightQuery& query, std::span<const std::uint8_t> answer,
+                             DnssecState dnssec, const Clock& now) {
+  if (query.client_transport == Transport::udp && answer.size() > query.udp_answer_limit) {
+    // Header with TC=1, the question and the answer's OPT (RFC 6891 7), so
     // the client retries over TCP.
-    scratch_.assign(packet.begin(), packet.begin() + kHeaderOctets);
-    scratch_.insert(scratch_.end(), query->question_wire().begin(), query->question_wire().end());
-    write_u16(scratch_, 2, static_cast<std::uint16_t>(read_u16(packet, 2) | flag::kTc));
+    scratch_.assign(answer.begin(), answer.begin() + kHeaderOctets);
+    scratch_.insert(scratch_.end(), query.question_wire().begin(), query.question_wire().end());
+    write_u16(scratch_, 2, static_cast<std::uint16_t>(read_u16(answer, 2) | flag::kTc));
     write_u16(scratch_, 4, 1);
     write_u16(scratch_, 6, 0);
     write_u16(scratch_, 8, 0);
     write_u16(scratch_, 10, 0);
-    const auto opt = find_opt(packet);
+    const auto opt = find_opt(answer);
     // Only an OPT owned by the root as one octet: a compressed owner would
     // point into the records left out.
-    if (opt && packet[opt->start] == 0 && opt->rdlength_at == opt->start + 9 &&
-        scratch_.size() + (opt->end - opt->start) <= query->udp_answer_limit) {
-      scratch_.insert(scratch_.end(), packet.begin() + static_cast<std::ptrdiff_t>(opt->start),
-                      packet.begin() + static_cast<std::ptrdiff_t>(opt->end));
+    if (opt && answer[opt->start] == 0 && opt->rdlength_at == opt->start + 9 &&
+        scratch_.size() + (opt->end - opt->start) <= query.udp_answer_limit) {
+      scratch_.insert(scratch_.end(), answer.begin() + static_cast<std::ptrdiff_t>(opt->start),
+                      answer.begin() + static_cast<std::ptrdiff_t>(opt->end));
       write_u16(scratch_, 10, 1);
     }
     answer = scratch_;
   }
-  QueryRecord record = record_of(*query, now);
-  if (deliver(client_ref(*query), answer)) {
+  QueryRecord record = record_of(query, now);
+  record.dnssec = dnssec;
+  if (deliver(client_ref(query), answer)) {
     ++stats_.relayed;
     record.action = QueryAction::forward;
     record.reason = ReasonCode::allowed;
@@ -232,7 +243,7 @@ void ProxyLoop::on_upstream_answer(std::uint8_t resolver, std::span<std::uint8_t
     record.action = QueryAction::drop;
     record.reason = ReasonCode::client_gone;
   }
-  release(*query);
+  release(query);
   emit(record);
 }
 

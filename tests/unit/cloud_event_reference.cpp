@@ -203,6 +203,8 @@ void append_cloud_event(std::string& out, const QueryRecord& record, std::string
     append_json_string(
         out, std::string(word.data(), write_upstream_error(record.upstream_error, word.data())));
   }
+  out += R"(,"dnssec":)";
+  append_json_string(out, to_string(record.dnssec));
   out += R"(,"latencyUs":)";
   append_number(out, record.latency_us);
   out += "}}";

@@ -141,18 +141,37 @@ TEST(CloudEvent, ForwardedQueryCarriesEveryField) {
   EXPECT_EQ(data["rcode"], "NOERROR");
   EXPECT_EQ(data["answerCount"], 1);
   EXPECT_EQ(data["upstream"], "127.0.0.1:5300");
+  EXPECT_EQ(data["dnssec"], "unchecked");
   EXPECT_EQ(data["latencyUs"], 312);
-  EXPECT_EQ(data.size(), 14u);
+  EXPECT_EQ(data.size(), 15u);
+}
+
+TEST(CloudEvent, CarriesTheDnssecVerdictAndItsReasons) {
+  QueryRecord record = forwarded_record();
+  record.dnssec = DnssecState::secure;
+  auto data = nlohmann::json::parse(format_cloud_event(record, "demo", kEventId))["data"];
+  EXPECT_EQ(data["dnssec"], "secure");
+  record.action = QueryAction::servfail;
+  record.reason = ReasonCode::dnssec_bogus;
+  record.dnssec = DnssecState::bogus;
+  data = nlohmann::json::parse(format_cloud_event(record, "demo", kEventId))["data"];
+  EXPECT_EQ(data["reasonCode"], "dnssec_bogus");
+  EXPECT_EQ(data["dnssec"], "bogus");
+  record.reason = ReasonCode::dnssec_indeterminate;
+  record.dnssec = DnssecState::indeterminate;
+  data = nlohmann::json::parse(format_cloud_event(record, "demo", kEventId))["data"];
+  EXPECT_EQ(data["reasonCode"], "dnssec_indeterminate");
+  EXPECT_EQ(data["dnssec"], "indeterminate");
 }
 
 TEST(CloudEvent, KeysComeInTheDocumentedOrder) {
   const std::string line = format_cloud_event(forwarded_record(), "demo", kEventId);
   const std::vector<std::string> keys = {
-      "\"specversion\"",     "\"id\"",       "\"source\"",        "\"type\"",  "\"time\"",
-      "\"datacontenttype\"", "\"subject\"",  "\"data\"",          "\"cell\"",  "\"transport\"",
-      "\"client\"",          "\"size\"",     "\"transactionId\"", "\"qname\"", "\"qtype\"",
-      "\"qclass\"",          "\"action\"",   "\"reasonCode\"",    "\"rcode\"", "\"answerCount\"",
-      "\"upstream\"",        "\"latencyUs\""};
+      "\"specversion\"",     "\"id\"",      "\"source\"",        "\"type\"",  "\"time\"",
+      "\"datacontenttype\"", "\"subject\"", "\"data\"",          "\"cell\"",  "\"transport\"",
+      "\"client\"",          "\"size\"",    "\"transactionId\"", "\"qname\"", "\"qtype\"",
+      "\"qclass\"",          "\"action\"",  "\"reasonCode\"",    "\"rcode\"", "\"answerCount\"",
+      "\"upstream\"",        "\"dnssec\"",  "\"latencyUs\""};
   std::size_t previous = 0;
   for (const auto& key : keys) {
     const std::size_t at = line.find(key + ":");

@@ -442,7 +442,8 @@ TEST(SynthesizeResponse, TooSmallReturnsZeroAndNeverWritesPast) {
 }
 
 TEST(SynthesizeResponse, LongestQuestionWithEdeFitsTheAdvertisedMaximum) {
-  // A 255-octet name, TYPE, CLASS, OPT + EDE: exactly kMaxSynthesizedOctets.
+  // A 255-octet name, TYPE, CLASS, OPT + one EDE: 6 octets short of
+  // kMaxSynthesizedOctets, which leaves room for a second EDE.
   const std::string l63(63, 'a');
   Wire q;
   q.label(l63).label(l63).label(l63).label(std::string(61, 'b')).u8(0).u16(1).u16(1);
@@ -451,11 +452,31 @@ TEST(SynthesizeResponse, LongestQuestionWithEdeFitsTheAdvertisedMaximum) {
   const Bytes got = Synth(Echo(9, 0x0100, question, Edns(false)), Rcode::refused,
                           ExtendedError::blocked, kMaxSynthesizedOctets);
   ASSERT_EQ(got.size(), 12u + 259 + 11 + 6);
-  EXPECT_EQ(got.size(), kMaxSynthesizedOctets);
+  EXPECT_EQ(got.size() + 6, kMaxSynthesizedOctets);
   EXPECT_TRUE(std::equal(question.begin(), question.end(), got.begin() + 12));
   const Bytes tail(got.end() - 17, got.end());
   EXPECT_EQ(tail, (Bytes{0x00, 0x00, 0x29, 0x04, 0xD0, 0x00, 0x00, 0x00, 0x00, 0x00, 0x06, 0x00,
                          0x0F, 0x00, 0x02, 0x00, 0x0F}));
+}
+
+TEST(SynthesizeResponse, BogusCarriesTwoEdeOptionsInTheAdvertisedMaximum) {
+  // DNSSEC bogus (DESIGN §9): EDE 6 and a more specific one, 7 (expired).
+  const std::string l63(63, 'a');
+  Wire q;
+  q.label(l63).label(l63).label(l63).label(std::string(61, 'b')).u8(0).u16(1).u16(1);
+  const Bytes question = q.build();
+  Bytes out(kMaxSynthesizedOctets);
+  const std::size_t size =
+      synthesize_response(Echo(9, 0x0100, question, Edns(false)), Rcode::servfail,
+                          ExtendedError::dnssec_bogus, out, static_cast<ExtendedError>(7));
+  ASSERT_EQ(size, kMaxSynthesizedOctets);
+  const Bytes tail(out.end() - 14, out.end());
+  EXPECT_EQ(tail, (Bytes{0x00, 0x0C, 0x00, 0x0F, 0x00, 0x02, 0x00, 0x06, 0x00, 0x0F, 0x00, 0x02,
+                         0x00, 0x07}));
+  // Without EDNS there is nowhere to put them.
+  EXPECT_EQ(synthesize_response(Echo(9, 0x0100, question, EdnsInfo{}), Rcode::servfail,
+                                ExtendedError::dnssec_bogus, out, static_cast<ExtendedError>(7)),
+            12u + 259);
 }
 
 // ------------------------------------------------------------- echo_of
