@@ -158,6 +158,7 @@ Validator::SignedSet Validator::verify_with(const RrSet& rrset, const std::vecto
       if (!signed_data(*rrsig, rrset, scratch_)) continue;
       ++counters_.verifications;
       if (key.verify(bytes_of(scratch_), rrsig->signature)) {
+        ++counters_.valid_signatures;
         out.evaluation = Evaluation::finished(Verdict::secure());
         out.signer = rrsig->signer;
         out.labels = rrsig->labels;

@@ -38,7 +38,8 @@ struct Evaluation {
 };
 
 struct ValidatorCounters {
-  std::uint64_t verifications = 0;  // signatures checked
+  std::uint64_t verifications = 0;     // signatures checked
+  std::uint64_t valid_signatures = 0;  // of those, the ones that verified
   std::uint64_t cache_hits = 0;
   std::uint64_t cache_misses = 0;
 };
