@@ -32,6 +32,7 @@ from typing import Optional
 
 import dns.flags
 import dns.message
+import dns.name
 import dns.rcode
 import dns.rdatatype
 import pytest
@@ -559,6 +560,24 @@ def test_dnsgate_upstream_gets_do_cd(rig, gates, recorder):
         assert (qname, "A") in seen, f"{qname} never reached the upstream: {sorted(seen)}"
     for chain in (("dnssec.test.", "DNSKEY"), ("sub.dnssec.test.", "DNSKEY"), ("sub.dnssec.test.", "DS")):
         assert chain in seen, f"chain material {chain} not fetched through the upstream: {sorted(seen)}"
+
+
+def test_dnsgate_key_cache_not_answer_cache(rig, gates, recorder):
+    """The same question twice: both go upstream (no answer cache), the
+    validated DNSKEY RRset is fetched once (the key cache)."""
+    gate = gates.get("recorder")
+
+    def count(qname: str, qtype: str) -> int:
+        want = (dns.name.from_text(qname), dns.rdatatype.from_text(qtype))
+        questions = [dns.message.from_wire(wire).question[0] for wire, _addr in list(recorder.up.received)]
+        return sum(1 for q in questions if (q.name, q.rdtype) == want)
+
+    before = count("www.nsec3.test.", "A")
+    for _ in range(3):
+        m = query(gate, "www.nsec3.test.", "A", do=True).msg
+        assert m.rcode() == dns.rcode.NOERROR and ad(m), describe(m)
+    assert count("www.nsec3.test.", "A") == before + 3, "every workload query goes upstream"
+    assert count("nsec3.test.", "DNSKEY") == 1, "the validated DNSKEY RRset comes from the key cache"
 
 
 def test_dnsgate_mode_off(rig, gates):
