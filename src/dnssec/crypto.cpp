@@ -82,6 +82,8 @@ std::optional<PublicKey> PublicKey::from_dnskey(DnameView owner,
   if (dnssec_key_set_rdata(raw, &wire) != DNSSEC_EOK) return std::nullopt;
   if (dnssec_key_set_dname(raw, bytes_of(owner).data()) != DNSSEC_EOK) return std::nullopt;
   if (!dnssec_key_can_verify(raw)) return std::nullopt;
+  key.rdata_ = std::make_shared<const std::string>(reinterpret_cast<const char*>(rdata.data()),
+                                                   rdata.size());
   key.tag_ = key_tag(rdata);
   key.flags_ = static_cast<std::uint16_t>(rdata[0] << 8 | rdata[1]);
   key.algorithm_ = rdata[3];

@@ -7,6 +7,7 @@
 #include <memory>
 #include <optional>
 #include <span>
+#include <string>
 
 #include "dnssec/dname.hpp"
 
@@ -33,6 +34,8 @@ class PublicKey {
   std::uint16_t flags() const noexcept { return flags_; }
   bool is_zone_key() const noexcept { return (flags_ & 0x0100) != 0; }
   bool is_revoked() const noexcept { return (flags_ & 0x0080) != 0; }
+  // The DNSKEY RDATA: what tells this key from another of the same tag.
+  const std::string& rdata() const noexcept { return *rdata_; }
 
   // True when `signature` (RRSIG wire format) signs `data` with this key.
   bool verify(std::span<const std::uint8_t> data, std::span<const std::uint8_t> signature) const;
@@ -45,6 +48,7 @@ class PublicKey {
     void operator()(dnssec_key* key) const noexcept;
   };
   std::shared_ptr<dnssec_key> key_;  // shared: a key set is copied into several waiters' views
+  std::shared_ptr<const std::string> rdata_;
   std::uint16_t tag_ = 0;
   std::uint16_t flags_ = 0;
   std::uint8_t algorithm_ = 0;

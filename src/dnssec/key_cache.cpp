@@ -39,4 +39,21 @@ void KeyCache::store(DnameView name, std::uint16_t type, ChainEntry entry) {
   entries_.emplace(std::move(key), order_.begin());
 }
 
+bool SignatureMemo::contains(const std::string& key) {
+  const auto found = index_.find(key);
+  if (found == index_.end()) return false;
+  order_.splice(order_.begin(), order_, found->second);
+  return true;
+}
+
+void SignatureMemo::insert(const std::string& key) {
+  if (index_.contains(key)) return;
+  if (index_.size() >= capacity_) {
+    index_.erase(order_.back());
+    order_.pop_back();
+  }
+  order_.push_front(key);
+  index_.emplace(order_.front(), order_.begin());
+}
+
 }  // namespace dnsgate::dnssec

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <list>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -59,6 +60,26 @@ class KeyCache {
   std::size_t capacity_;
   std::list<Slot> order_;  // most recently used first
   std::unordered_map<std::string, std::list<Slot>::iterator> entries_;
+};
+
+// Signatures already verified: the exact octets signed, the signature and
+// the key's RDATA. A signature seen again (the same RRset answered again, a
+// wildcard's expansions) costs a lookup instead of a public-key operation.
+// It holds no answer: the bytes must match exactly, and the RRSIG's
+// validity window is checked on every use. Bounded, least recently used
+// out first.
+class SignatureMemo {
+ public:
+  explicit SignatureMemo(std::size_t capacity) : capacity_(capacity == 0 ? 1 : capacity) {}
+
+  bool contains(const std::string& key);
+  void insert(const std::string& key);
+  std::size_t size() const noexcept { return index_.size(); }
+
+ private:
+  std::size_t capacity_;
+  std::list<std::string> order_;  // most recently used first
+  std::unordered_map<std::string_view, std::list<std::string>::iterator> index_;
 };
 
 }  // namespace dnsgate::dnssec

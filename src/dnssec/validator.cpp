@@ -68,7 +68,7 @@ std::uint32_t capped(std::uint32_t seconds) {
 }  // namespace
 
 Validator::Validator(std::vector<TrustAnchor> anchors, std::size_t key_cache_entries)
-    : anchors_(std::move(anchors)), cache_(key_cache_entries) {}
+    : anchors_(std::move(anchors)), cache_(key_cache_entries), verified_(key_cache_entries) {}
 
 const TrustAnchor* Validator::anchor_for(DnameView name) const noexcept {
   const TrustAnchor* best = nullptr;
@@ -156,8 +156,19 @@ Validator::SignedSet Validator::verify_with(const RrSet& rrset, const std::vecto
         continue;
       }
       if (!signed_data(*rrsig, rrset, scratch_)) continue;
-      ++counters_.verifications;
-      if (key.verify(bytes_of(scratch_), rrsig->signature)) {
+      memo_key_.assign(scratch_);
+      memo_key_.append(reinterpret_cast<const char*>(rrsig->signature.data()),
+                       rrsig->signature.size());
+      memo_key_.append(key.rdata());
+      bool valid = verified_.contains(memo_key_);
+      if (valid) {
+        ++counters_.remembered;
+      } else {
+        ++counters_.verifications;
+        valid = key.verify(bytes_of(scratch_), rrsig->signature);
+        if (valid) verified_.insert(memo_key_);
+      }
+      if (valid) {
         ++counters_.valid_signatures;
         out.evaluation = Evaluation::finished(Verdict::secure());
         out.signer = rrsig->signer;
@@ -215,8 +226,8 @@ Validator::SignedSet Validator::verify_rrset(const RrSet& rrset, std::uint32_t n
       failure = zone.verdict;
       continue;
     }
-    const std::vector<PublicKey> trusted = *keys;  // the cache may move under later calls
-    SignedSet signed_set = verify_with(rrset, trusted, rrsig->signer, now);
+    // verify_with stores nothing in the cache, so `keys` stays valid through it.
+    SignedSet signed_set = verify_with(rrset, *keys, rrsig->signer, now);
     if (signed_set.evaluation.verdict.state == DnssecState::secure) return signed_set;
     failure = signed_set.evaluation.verdict;
   }
@@ -240,6 +251,8 @@ Evaluation Validator::denial_records(const Message& answer, std::vector<RrSet>& 
       continue;
     }
     if (set.type == rrtype::kSoa) continue;
+    // An NSEC(3) that is itself a wildcard expansion proves nothing (RFC 4035 5.4).
+    if (checked.labels < label_count(set.owner)) continue;
     if (records.zone.empty()) records.zone = checked.signer;
     if (checked.signer != records.zone) continue;
     auto& into = set.type == rrtype::kNsec ? records.nsec : records.nsec3;
@@ -469,6 +482,7 @@ Evaluation Validator::absorb_ds(const ChainNeed& fetched, const Message& answer,
     }
     if (set.type == rrtype::kSoa) continue;
     if (checked.signer == name) continue;  // the child's own NSEC proves nothing about its DS
+    if (checked.labels < label_count(set.owner)) continue;  // a wildcard expansion (RFC 4035 5.4)
     if (records.zone.empty()) records.zone = checked.signer;
     if (checked.signer != records.zone) continue;
     auto& into = set.type == rrtype::kNsec ? records.nsec : records.nsec3;

@@ -40,6 +40,7 @@ struct Evaluation {
 struct ValidatorCounters {
   std::uint64_t verifications = 0;     // signatures checked
   std::uint64_t valid_signatures = 0;  // of those, the ones that verified
+  std::uint64_t remembered = 0;        // signatures found verified already (no crypto)
   std::uint64_t cache_hits = 0;
   std::uint64_t cache_misses = 0;
 };
@@ -87,8 +88,10 @@ class Validator {
 
   std::vector<TrustAnchor> anchors_;
   KeyCache cache_;
+  SignatureMemo verified_;
   ValidatorCounters counters_;
   std::string scratch_;
+  std::string memo_key_;
 };
 
 }  // namespace dnsgate::dnssec
