@@ -40,6 +40,16 @@ bool is_at_or_below(DnameView name, DnameView ancestor) noexcept;
 // RFC 4034 6.1 canonical order: <0, 0, >0.
 int canonical_compare(DnameView a, DnameView b) noexcept;
 
+// True when the first label is "*".
+inline bool is_wildcard(DnameView name) noexcept {
+  return name.size() >= 2 && name[0] == 1 && name[1] == '*';
+}
+
+// The labels an RRSIG counts for `name` (RFC 4034 3.1.3: not a leading "*").
+inline std::size_t rrsig_labels(DnameView name) noexcept {
+  return label_count(name) - (is_wildcard(name) ? 1 : 0);
+}
+
 // "*." + `closest_encloser`.
 Dname wildcard_of(DnameView closest_encloser);
 

@@ -252,7 +252,7 @@ Evaluation Validator::denial_records(const Message& answer, std::vector<RrSet>& 
     }
     if (set.type == rrtype::kSoa) continue;
     // An NSEC(3) that is itself a wildcard expansion proves nothing (RFC 4035 5.4).
-    if (checked.labels < label_count(set.owner)) continue;
+    if (checked.labels < rrsig_labels(set.owner)) continue;
     if (records.zone.empty()) records.zone = checked.signer;
     if (checked.signer != records.zone) continue;
     auto& into = set.type == rrtype::kNsec ? records.nsec : records.nsec3;
@@ -322,7 +322,7 @@ Evaluation Validator::check_answer(const Message& answer, std::uint32_t now) {
     }
     merge(overall, signed_set.evaluation.verdict);
     if (signed_set.evaluation.verdict.state == DnssecState::secure &&
-        signed_set.labels < label_count(set.owner)) {
+        signed_set.labels < rrsig_labels(set.owner)) {
       const Evaluation proof = prove_wildcard(answer, sname, signed_set.labels, now);
       if (!proof.done || proof.verdict.failed()) {
         result = proof;
@@ -482,7 +482,7 @@ Evaluation Validator::absorb_ds(const ChainNeed& fetched, const Message& answer,
     }
     if (set.type == rrtype::kSoa) continue;
     if (checked.signer == name) continue;  // the child's own NSEC proves nothing about its DS
-    if (checked.labels < label_count(set.owner)) continue;  // a wildcard expansion (RFC 4035 5.4)
+    if (checked.labels < rrsig_labels(set.owner)) continue;  // a wildcard expansion (RFC 4035 5.4)
     if (records.zone.empty()) records.zone = checked.signer;
     if (checked.signer != records.zone) continue;
     auto& into = set.type == rrtype::kNsec ? records.nsec : records.nsec3;
