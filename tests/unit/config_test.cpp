@@ -653,3 +653,66 @@ TEST(ConfigErrors, InputThatHangsYamlCppLoadAllIsAnError) {
 }
 
 }  // namespace
+
+// ------------------------------------------------------------- dnssec (DESIGN §9)
+
+namespace dnsgate {
+namespace {
+
+constexpr const char* kAnchorDs =
+    "example.com. DS 31589 13 2 "
+    "2AE9B8B2D1E3C0A4B3C1F0E9D8C7B6A5F4E3D2C1B0A9F8E7D6C5B4A3F2E1D0C9";
+
+TEST(ConfigDnssec, OffByDefault) {
+  const DnsProxyConfig config = expect_valid(kMinimal);
+  EXPECT_EQ(config.dnssec.mode, DnssecMode::off);
+  EXPECT_TRUE(config.dnssec.trust_anchors.empty());
+  EXPECT_EQ(config.dnssec.key_cache_entries, 10000u);
+}
+
+TEST(ConfigDnssec, ValidateWithAnchorsAndCacheSize) {
+  const DnsProxyConfig config = expect_valid(
+      std::string(kMinimal) + "dnssec:\n  mode: validate\n  trustAnchors:\n    - \"" + kAnchorDs +
+      "\"\n    - \"example.org. 3600 IN DNSKEY 257 3 13 "
+      "mdsswUyr3DPW132mOi8V9xESWE8jTo0dxCjjnopKl+GqJxpVXckHAeF+KkxLbxILfDLUT0rAK9iUzy1L53eKGQ==\"\n"
+      "  keyCacheEntries: 500\n");
+  EXPECT_EQ(config.dnssec.mode, DnssecMode::validate);
+  ASSERT_EQ(config.dnssec.trust_anchors.size(), 2u);
+  EXPECT_EQ(config.dnssec.trust_anchors[0], kAnchorDs);
+  EXPECT_EQ(config.dnssec.key_cache_entries, 500u);
+}
+
+TEST(ConfigDnssec, BadAnchorIsNamedWithItsLine) {
+  expect_error_at(std::string(kMinimal) + "dnssec:\n  mode: validate\n  trustAnchors:\n    - \"" +
+                      kAnchorDs + "\"\n    - \"example.net. DS 1 13 2 XYZ\"\n",
+                  "dnssec.trustAnchors[1]", 11, "not hex");
+  expect_error_at(
+      std::string(kMinimal) + "dnssec:\n  trustAnchors:\n    - \"example.net. DS 1 13 2 ABCD\"\n",
+      "dnssec.trustAnchors[0]", 9, "needs 32 octets");
+  expect_error_at(
+      std::string(kMinimal) + "dnssec:\n  trustAnchors:\n    - \"example.net. A 192.0.2.1\"\n",
+      "dnssec.trustAnchors[0]", 9, "is not DS or DNSKEY");
+  expect_error_at(std::string(kMinimal) + "dnssec:\n  trustAnchors: []\n", "dnssec.trustAnchors", 8,
+                  "non-empty list");
+}
+
+TEST(ConfigDnssec, UnknownModeAndFieldsAreErrors) {
+  expect_error_at(std::string(kMinimal) + "dnssec:\n  mode: strict\n", "dnssec.mode", 8,
+                  "valid: off, validate");
+  expect_error_at(std::string(kMinimal) + "dnssec:\n  trustAnchor: []\n", "dnssec.trustAnchor", 8,
+                  "unknown field");
+  expect_error_at(std::string(kMinimal) + "dnssec:\n  keyCacheEntries: 0\n",
+                  "dnssec.keyCacheEntries", 8, "from 1 to 1000000");
+}
+
+TEST(ConfigDnssec, SummaryNamesTheMode) {
+  EXPECT_NE(summarize(expect_valid(kMinimal)).find("dnssec off"), std::string::npos);
+  const DnsProxyConfig config =
+      expect_valid(std::string(kMinimal) + "dnssec:\n  mode: validate\n  trustAnchors:\n    - \"" +
+                   kAnchorDs + "\"\n");
+  EXPECT_NE(summarize(config).find("dnssec validate (1 trust anchor record"), std::string::npos)
+      << summarize(config);
+}
+
+}  // namespace
+}  // namespace dnsgate
