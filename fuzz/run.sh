@@ -16,7 +16,8 @@ case "$seconds" in '' | *[!0-9]*) echo "usage: $0 [SECONDS]" >&2; exit 2 ;; esac
 repo=$(cd "$(dirname "$0")/.." && pwd)
 build=${FUZZ_BUILD_DIR:-$repo/build-fuzz}
 cxx=${FUZZ_CXX:-clang++-14}
-targets=(parser_fuzz allowlist_fuzz upstream_response_fuzz config_fuzz stream_answer_fuzz doq_answer_fuzz)
+targets=(parser_fuzz allowlist_fuzz upstream_response_fuzz config_fuzz stream_answer_fuzz doq_answer_fuzz
+  dnssec_validator_fuzz)
 
 command -v "$cxx" >/dev/null || { echo "$cxx not found: run scripts/install-deps.sh" >&2; exit 1; }
 
