@@ -459,6 +459,13 @@ Evaluation Validator::absorb_ds(const ChainNeed& fetched, const Message& answer,
   std::uint32_t ttl = kMaxChainSeconds;
   for (RrSet& set : authority) {
     if (!is_denial_type(set.type)) continue;
+    // Signed at or below `name`: the child's own records, which prove
+    // nothing about its DS, and whose keys would wait on this very fetch.
+    const bool from_below = std::any_of(set.rrsigs.begin(), set.rrsigs.end(), [&](const Record* r) {
+      const auto rrsig = read_rrsig(*r);
+      return rrsig && is_at_or_below(rrsig->signer, name);
+    });
+    if (from_below) continue;
     for (const Record* record : set.records) ttl = std::min(ttl, record->ttl);
     SignedSet checked;
     if (set.rrsigs.empty()) {

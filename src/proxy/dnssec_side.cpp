@@ -206,6 +206,12 @@ void ProxyLoop::relay_shaped(InflightQuery& query, std::span<const std::uint8_t>
 
 void ProxyLoop::wait_for_chain(InflightQuery& waiter, const dnssec::ChainNeed& need,
                                const Clock& now) {
+  if (waiter.role == InflightQuery::Role::chain_fetch && need == waiter.chain) {
+    // Material that needs itself to be validated: it never will be.
+    validator_->fetch_failed(waiter.chain, validator_now(now));
+    end_fetch(waiter, true, now);
+    return;
+  }
   waiter.awaiting_chain = true;
   auto [entry, fresh] = fetches_.try_emplace(fetch_key(need));
   entry->second.waiters.emplace_back(waiter.upstream_id, waiter.serial);
