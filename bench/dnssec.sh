@@ -171,6 +171,48 @@ for round in $(seq "$rounds"); do
   done
 done
 
+# --- cold start: the first answer of a fresh validator ------------------------
+# Five rounds, each a fresh dnsgate: the first query (the DNSKEY of the
+# anchor's zone fetched first: one more round trip to knotd), then the same
+# name again (warm), and knotd asked directly for the round trip itself.
+first_answer() {  # first_answer MODE: "cold warm direct" in µs, median of 5 fresh starts
+  local times=() mode=$1
+  for _ in 1 2 3 4 5; do
+  "${proxy_cpu[@]}" "$bin" run --config "$work/$mode.yaml" 2>>"$work/cold.stderr" &
+  gate_pid=$!
+  pids+=("$gate_pid")
+  # Ready when it refuses a name off the allowlist: no chain fetched yet.
+  for _ in $(seq 100); do
+    kdig @127.0.0.1 -p "$gate_port" +time=1 +retry=0 ready.invalid A 2>/dev/null | grep -q REFUSED &&
+      break
+    sleep 0.05
+  done
+  times+=("$(/usr/bin/python3 - "$gate_port" "$knot_port" <<'PY'
+import socket, sys, time
+import dns.message
+def ask(port, name):
+    q = dns.message.make_query(name, "A", want_dnssec=False).to_wire()
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.settimeout(2)
+    t = time.perf_counter()
+    s.sendto(q, ("127.0.0.1", port))
+    s.recv(4096)
+    return (time.perf_counter() - t) * 1e6
+gate, knot = int(sys.argv[1]), int(sys.argv[2])
+cold = ask(gate, "h7.signed.test.")
+warm = min(ask(gate, "h7.signed.test.") for _ in range(5))
+direct = min(ask(knot, "h7.signed.test.") for _ in range(5))
+print(f"{cold:.0f} {warm:.0f} {direct:.0f}")
+PY
+)")
+  stop_gate
+  done
+  printf '%s\n' "${times[@]}" | sort -n | awk '
+  { c[NR] = $1; w[NR] = $2; d[NR] = $3 }
+  END { m = int((NR + 1) / 2); printf "first %d µs, then %d µs, knotd direct %d µs", c[m], w[m], d[m] }'
+}
+cold_summary="validate: $(first_answer validate); off: $(first_answer off) (medians of 5 fresh starts each)"
+
 # --- memory: 100,000 distinct signed names, each once ------------------------
 start_gate validate
 rss_before=$(vm_kib "$gate_pid" VmRSS)
@@ -195,6 +237,8 @@ table=$(awk -F '\t' -v hz="$hz" '
     }
   }' "$results")
 report="$table
+
+First answer of a fresh dnsgate (validate: the anchor is the zone's own DS, so one DNSKEY fetch and two verifications first): $cold_summary.
 
 Memory, validate, $distinct_done of $distinct distinct names of a signed wildcard queried once each:
 VmRSS $rss_before KiB before, $rss_after KiB after (VmHWM $hwm_after KiB); key cache entries at exit: ${key_cache:-?}."

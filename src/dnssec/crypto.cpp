@@ -37,6 +37,10 @@ struct SignContext {
 
 }  // namespace
 
+void init_crypto() {
+  init_once();
+}
+
 bool algorithm_supported(std::uint8_t algorithm) noexcept {
   switch (algorithm) {
     case 8:

@@ -15,6 +15,10 @@ struct dnssec_key;
 
 namespace dnsgate::dnssec {
 
+// Initializes libdnssec's crypto once per process; done by the Validator's
+// constructor so the first answer does not pay for it.
+void init_crypto();
+
 // Algorithms 8, 10, 13, 14, 15, 16 when GnuTLS has them (DESIGN §9).
 bool algorithm_supported(std::uint8_t algorithm) noexcept;
 // DS digests 2 (SHA-256) and 4 (SHA-384).

@@ -68,7 +68,9 @@ std::uint32_t capped(std::uint32_t seconds) {
 }  // namespace
 
 Validator::Validator(std::vector<TrustAnchor> anchors, std::size_t key_cache_entries)
-    : anchors_(std::move(anchors)), cache_(key_cache_entries), verified_(key_cache_entries) {}
+    : anchors_(std::move(anchors)), cache_(key_cache_entries), verified_(key_cache_entries) {
+  init_crypto();
+}
 
 const TrustAnchor* Validator::anchor_for(DnameView name) const noexcept {
   const TrustAnchor* best = nullptr;
