@@ -213,15 +213,20 @@ PY
 }
 cold_summary="validate: $(first_answer validate); off: $(first_answer off) (medians of 5 fresh starts each)"
 
-# --- memory: 100,000 distinct signed names, each once ------------------------
-start_gate validate
-rss_before=$(vm_kib "$gate_pid" VmRSS)
-"${load_cpu[@]}" dnsperf -s 127.0.0.1 -p "$gate_port" -d "$work/distinct.txt" -n 1 -c 10 -q 100 \
-  -t 2 >"$work/distinct.out" 2>&1 || true
-rss_after=$(vm_kib "$gate_pid" VmRSS)
-hwm_after=$(vm_kib "$gate_pid" VmHWM)
-distinct_done=$(awk '/Queries completed:/ { print $3 }' "$work/distinct.out")
-stop_gate
+# --- memory: 100,000 distinct signed names, each once, both modes ------------
+memory_run() {  # memory_run MODE: "done rss_before rss_after hwm"
+  start_gate "$1"
+  local before after hwm
+  before=$(vm_kib "$gate_pid" VmRSS)
+  "${load_cpu[@]}" dnsperf -s 127.0.0.1 -p "$gate_port" -d "$work/distinct.txt" -n 1 -c 10 -q 100 \
+    -t 2 >"$work/distinct-$1.out" 2>&1 || true
+  after=$(vm_kib "$gate_pid" VmRSS)
+  hwm=$(vm_kib "$gate_pid" VmHWM)
+  stop_gate
+  echo "$(awk '/Queries completed:/ { print $3 }' "$work/distinct-$1.out") $before $after $hwm"
+}
+read -r distinct_done rss_before rss_after hwm_after <<<"$(memory_run validate)"
+read -r off_done off_before off_after off_hwm <<<"$(memory_run off)"
 stats=$(grep -o '{"received".*' "$work/validate.stderr" | tail -n 1 || true)
 key_cache=$(sed -n 's/.*"dnssecKeyCache":\([0-9]*\).*/\1/p' <<<"$stats")
 
@@ -241,7 +246,8 @@ report="$table
 First answer of a fresh dnsgate (validate: the anchor is the zone's own DS, so one DNSKEY fetch and two verifications first): $cold_summary.
 
 Memory, validate, $distinct_done of $distinct distinct names of a signed wildcard queried once each:
-VmRSS $rss_before KiB before, $rss_after KiB after (VmHWM $hwm_after KiB); key cache entries at exit: ${key_cache:-?}."
+VmRSS $rss_before KiB before, $rss_after KiB after (VmHWM $hwm_after KiB); key cache entries at exit: ${key_cache:-?}.
+The same with validation off ($off_done answered): VmRSS $off_before KiB before, $off_after KiB after (VmHWM $off_hwm KiB)."
 echo "$report"
 echo "bench/dnssec.sh: raw results in $results" >&2
 
