@@ -14,6 +14,7 @@
 #include <utility>
 #include <vector>
 
+#include "dname_literals.hpp"
 #include "dnssec/denial.hpp"
 #include "dnssec/dname.hpp"
 #include "dnssec/message.hpp"
@@ -35,26 +36,8 @@ constexpr std::uint16_t kNsec = rrtype::kNsec;
 constexpr std::uint16_t kDnskey = rrtype::kDnskey;
 constexpr std::uint16_t kNsec3param = rrtype::kNsec3param;
 
-Dname N(std::string_view text) {
-  const auto name = from_text(text);
-  EXPECT_TRUE(name.has_value()) << text;
-  return name.value_or(Dname(1, '\0'));
-}
-
-// A wire name with the case of `text` kept ("a.B." -> \1a\1B\0).
-std::string WireAsSent(std::string_view text) {
-  std::string out;
-  std::size_t start = 0;
-  while (start < text.size()) {
-    const std::size_t dot = text.find('.', start);
-    const std::size_t end = dot == std::string_view::npos ? text.size() : dot;
-    out.push_back(static_cast<char>(end - start));
-    out.append(text.substr(start, end - start));
-    start = end + 1;
-  }
-  out.push_back('\0');
-  return out;
-}
+using testing::N;
+using testing::WireAsSent;
 
 // The RFC 4034 4.1.2 type bitmap of `types`.
 std::string Bitmap(std::initializer_list<std::uint16_t> types) {

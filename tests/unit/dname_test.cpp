@@ -8,6 +8,7 @@
 #include <string_view>
 #include <vector>
 
+#include "dname_literals.hpp"
 #include "dnssec/dname.hpp"
 
 namespace dnsgate::dnssec {
@@ -15,26 +16,8 @@ namespace {
 
 using namespace std::string_literals;
 
-Dname N(std::string_view text) {
-  const auto name = from_text(text);
-  EXPECT_TRUE(name.has_value()) << text;
-  return name.value_or(Dname(1, '\0'));
-}
-
-// A wire name with the case of `text` kept.
-std::string Raw(std::string_view text) {
-  std::string out;
-  std::size_t start = 0;
-  while (start < text.size()) {
-    const std::size_t dot = text.find('.', start);
-    const std::size_t end = dot == std::string_view::npos ? text.size() : dot;
-    out.push_back(static_cast<char>(end - start));
-    out.append(text.substr(start, end - start));
-    start = end + 1;
-  }
-  out.push_back('\0');
-  return out;
-}
+using testing::N;
+constexpr auto Raw = testing::WireAsSent;
 
 const Dname kRoot(1, '\0');
 
