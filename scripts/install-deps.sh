@@ -9,6 +9,12 @@ packages=(
   cmake ninja-build g++ pkg-config
   libyaml-cpp-dev nlohmann-json3-dev libcli11-dev libspdlog-dev libfmt-dev libidn2-dev
   libgtest-dev libgmock-dev libbenchmark-dev
+  # systemd socket activation and sd_notify (DESIGN §10); systemd brings
+  # systemd-socket-activate and systemd-analyze for test_socket_activation.py
+  libsystemd-dev systemd
+  # the supervisor (DESIGN §10): seccomp for the proxies, `ip netns` for the
+  # tests' cell namespaces
+  libseccomp-dev iproute2
   # encrypted upstreams (DESIGN §8): DoT and DoH on GnuTLS and nghttp2, DoQ on
   # ngtcp2 >= 1.0 with its GnuTLS crypto helper (from bookworm-backports, below)
   libgnutls28-dev libnghttp2-dev libngtcp2-dev libngtcp2-crypto-gnutls-dev

@@ -85,6 +85,12 @@ struct DnsProxyConfig {
   EventsConfig events;
   TcpLimits tcp;
   DnssecConfig dnssec;
+  // For `dnsgate supervise` (DESIGN.md §10, docs/running.md): the cell's
+  // network namespace, a name under /run/netns/ or a path; empty: none
+  // (`dnsgate run` refuses a config that names one). The user the proxy
+  // runs as.
+  std::string netns;
+  std::string user = "nobody";
 };
 
 // What is wrong with a config file: the field's path as written in the file

@@ -17,6 +17,11 @@ struct EventSinkOptions {
   std::string cell = "default";
   EventSinkKind kind = EventSinkKind::stdout_lines;
   std::string path;                               // for EventSinkKind::file
+  // For EventSinkKind::file: an output already open (append mode) that the
+  // sink takes over and closes, in place of opening `path` (which then only
+  // names it in messages). The supervisor opens a cell's file and hands it
+  // to the unprivileged proxy this way.
+  int fd = -1;
   std::size_t queue_capacity = 8192;              // records waiting for the writer
   std::chrono::milliseconds flush_interval{100};  // the longest an event waits unwritten
 };

@@ -17,6 +17,9 @@
 #include "dnsgate/config.hpp"
 #include "dnsgate/event_sink.hpp"
 #include "dnsgate/proxy.hpp"
+#include "cli/supervise_commands.hpp"
+#include "cli/systemd.hpp"
+#include "spawn/seccomp_policy.hpp"
 #include "dnsgate/socket.hpp"
 #include "upstream/tls_client.hpp"
 
@@ -110,9 +113,16 @@ std::string resolver_names(const dnsgate::DnsProxyConfig& config) {
   return names;
 }
 
-int run_command(const std::string& config_path) {
+int run_command(const std::string& config_path, bool seccomp) {
   dnsgate::DnsProxyConfig config;
   if (!load_or_report(config_path, config)) return kExitBadUsage;
+  if (!config.netns.empty()) {
+    std::fprintf(stderr,
+                 "dnsgate: %s: netns is set (%s): this is a cell file for `dnsgate supervise`, "
+                 "which binds inside the namespace\n",
+                 config_path.c_str(), config.netns.c_str());
+    return kExitBadUsage;
+  }
   set_up_logging();
 
   // Installed before the sockets are opened so that a stop requested during
@@ -123,12 +133,26 @@ int run_command(const std::string& config_path) {
     return kExitRuntimeFailure;
   }
 
+  // Under systemd: sd_notify when NOTIFY_SOCKET is set (watchdog pings
+  // start now), and the listeners of socket activation when LISTEN_FDS names
+  // this process; both do nothing otherwise (src/cli/systemd.hpp).
+  dnsgate::cli::ServiceNotifier notifier(stop_requested);
+  dnsgate::cli::ActivatedListeners activated;
+  if (!dnsgate::cli::take_activated_listeners(config, activated, error)) {
+    spdlog::error("socket activation: {}", error);
+    return kExitRuntimeFailure;
+  }
+  if (activated.activated) {
+    spdlog::info("listeners from systemd (socket activation): {}", activated.summary);
+  }
+
   const dnsgate::Endpoint& upstream_address = config.resolvers.front().address;
   dnsgate::UniqueFd udp_listener;
   dnsgate::UniqueFd udp_upstream;
   dnsgate::UniqueFd tcp_listener;
   if (config.listen_udp) {
-    udp_listener = dnsgate::bind_udp_listener(*config.listen_udp, error);
+    udp_listener = activated.activated ? std::move(activated.udp)
+                                       : dnsgate::bind_udp_listener(*config.listen_udp, error);
     if (!udp_listener.valid()) {
       spdlog::error("cannot open the UDP listener: {}", error);
       return kExitRuntimeFailure;
@@ -143,7 +167,8 @@ int run_command(const std::string& config_path) {
     }
   }
   if (config.listen_tcp) {
-    tcp_listener = dnsgate::bind_tcp_listener(*config.listen_tcp, error);
+    tcp_listener = activated.activated ? std::move(activated.tcp)
+                                       : dnsgate::bind_tcp_listener(*config.listen_tcp, error);
     if (!tcp_listener.valid()) {
       spdlog::error("cannot open the TCP listener: {}", error);
       return kExitRuntimeFailure;
@@ -177,8 +202,19 @@ int run_command(const std::string& config_path) {
     spdlog::warn("the allowlist is empty: every query will be refused");
   }
 
+  if (seccomp) {
+    if (!dnsgate::spawn::install_seccomp_filter(error)) {
+      spdlog::error("seccomp: {}", error);
+      return kExitRuntimeFailure;
+    }
+    spdlog::info("seccomp: confined to the system calls of docs/running.md");
+  }
+
+  // Ready: the listeners accept, the sink is open, the loop starts next.
+  notifier.ready(fmt::format("serving cell {} on {}", config.cell, listening));
   const dnsgate::DnsProxyStats stats = dnsgate::run_proxy(
       config, {udp_listener.get(), tcp_listener.get(), udp_upstream.get()}, *sink, stop_requested);
+  notifier.stopping();  // sent already if a signal stopped the loop
   sink->close();
   if (sink->write_errors() > 0) {
     spdlog::warn("{} events could not be written to the sink", sink->write_errors());
@@ -207,10 +243,33 @@ int dnsgate_main(int argc, char** argv) {
   CLI::App* run = app.add_subcommand(
       "run", "Run the proxy in the foreground until SIGINT or SIGTERM; stats go to stderr");
   run->add_option("-c,--config", config_path, "configuration file (YAML or JSON)")->required();
+  bool run_seccomp = false;
+  run->add_flag("--seccomp", run_seccomp,
+                "confine the proxy to the system calls it needs once it serves, as supervise does "
+                "(docs/running.md)");
   CLI::App* check =
       app.add_subcommand("check", "Validate a configuration file and print a one-line summary");
   check->add_option("-c,--config", config_path, "configuration file (YAML or JSON)")->required();
   CLI::App* version = app.add_subcommand("version", "Print the version");
+  std::string cells_dir;
+  std::string proxy_binary;
+  CLI::App* supervise = app.add_subcommand(
+      "supervise",
+      "Run one unprivileged proxy per cell file in DIR, each in its cell's network namespace "
+      "(root; docs/running.md)");
+  supervise->add_option("--cells", cells_dir, "folder of cell files (*.yaml)")->required();
+  supervise->add_option("--binary", proxy_binary, "the dnsgate the proxies run (default: this one)");
+  // Started by `supervise` for each cell, with the descriptors it passes.
+  std::string cell_name;
+  dnsgate::spawn::CellDescriptors cell_fds;
+  CLI::App* cell = app.add_subcommand("cell", "(internal) one cell's proxy, started by supervise");
+  cell->group("");
+  cell->add_option("--name", cell_name)->required();
+  cell->add_option("--config-fd", cell_fds.config)->required();
+  cell->add_option("--ready-fd", cell_fds.ready);
+  cell->add_option("--udp-fd", cell_fds.udp);
+  cell->add_option("--tcp-fd", cell_fds.tcp);
+  cell->add_option("--events-fd", cell_fds.events);
 
   try {
     app.parse(argc, argv);
@@ -222,8 +281,17 @@ int dnsgate_main(int argc, char** argv) {
   }
 
   try {
-    if (run->parsed()) return run_command(config_path);
+    if (run->parsed()) return run_command(config_path, run_seccomp);
     if (check->parsed()) return check_command(config_path);
+    if (supervise->parsed()) return dnsgate::cli::supervise_command(cells_dir, proxy_binary);
+    if (cell->parsed()) {
+      std::string error;
+      if (!install_stop_handlers(error)) {
+        std::fprintf(stderr, "dnsgate: cannot install signal handlers: %s\n", error.c_str());
+        return kExitRuntimeFailure;
+      }
+      return dnsgate::cli::cell_command(cell_name, cell_fds, stop_requested);
+    }
     if (version->parsed()) {
       std::printf("dnsgate %s\n", DNSGATE_VERSION);
       return kExitOk;

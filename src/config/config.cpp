@@ -94,6 +94,34 @@ void read_tcp_limits(const Field& tcp, DnsProxyConfig& config) {
   }
 }
 
+// A name under /run/netns/ (as `ip netns` makes them) or an absolute path
+// (/proc/PID/ns/net, a bind mount elsewhere).
+std::string read_netns(const Field& field) {
+  std::string netns = read_string(field.value, field.path, field.line);
+  if (netns.empty() || netns.size() > 4096) {
+    reject(field.path, field.line, "must be a namespace name or an absolute path");
+  }
+  if (netns.front() != '/' &&
+      (netns.find('/') != std::string::npos || netns == "." || netns == "..")) {
+    reject(field.path, field.line,
+           fmt::format("\"{}\" is neither a name under /run/netns/ nor an absolute path", netns));
+  }
+  return netns;
+}
+
+// A user name (or numeric uid) the proxy runs as; resolved by the supervisor.
+std::string read_user(const Field& field) {
+  std::string user = read_string(field.value, field.path, field.line);
+  const auto allowed = [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '.' || c == '_' || c == '-';
+  };
+  if (user.empty() || user.size() > 32 || !std::all_of(user.begin(), user.end(), allowed)) {
+    reject(field.path, field.line,
+           fmt::format("\"{}\" is not a user name (1-32 of letters, digits, '.', '_', '-')", user));
+  }
+  return user;
+}
+
 void read_allowlist(const Field& field, DnsProxyConfig& config) {
   if (!field.value.IsSequence()) {
     reject(field.path, field.line,
@@ -187,7 +215,7 @@ DnsProxyConfig read_config(const YAML::Node& root) {
   const auto fields =
       read_map(root, "", root_line,
                {"cell", "listen", "dnsAuthority", "resolverPolicy", "upstreamTimeoutMs",
-                "maxInflight", "denyRcode", "tcp", "events", "dnssec"});
+                "maxInflight", "denyRcode", "tcp", "events", "dnssec", "netns", "user"});
   std::vector<int> address_lines;
   for (const Field& field : fields) {
     if (field.key == "cell") {
@@ -210,6 +238,10 @@ DnsProxyConfig read_config(const YAML::Node& root) {
       read_tcp_limits(field, config);
     } else if (field.key == "dnssec") {
       read_dnssec(field, config);
+    } else if (field.key == "netns") {
+      config.netns = read_netns(field);
+    } else if (field.key == "user") {
+      config.user = read_user(field);
     } else {
       read_events(field, config);
     }
@@ -394,10 +426,14 @@ std::string summarize(const DnsProxyConfig& config) {
                                  ? fmt::format("file {}", config.events.path)
                                  : std::string("stdout");
   return fmt::format(
-      "config ok: cell {}, listen {}, upstream {}, {}, upstreamTimeoutMs {}, maxInflight {}, "
-      "denyRcode {}, events {}, {}",
-      config.cell, listen, upstream, allowlist, config.upstream_timeout.count(),
-      config.max_inflight, rcode_name(config.deny_rcode), events, describe_dnssec(config.dnssec));
+             "config ok: cell {}, listen {}, upstream {}, {}, upstreamTimeoutMs {}, maxInflight "
+             "{}, "
+             "denyRcode {}, events {}, {}",
+             config.cell, listen, upstream, allowlist, config.upstream_timeout.count(),
+             config.max_inflight, rcode_name(config.deny_rcode), events,
+             describe_dnssec(config.dnssec)) +
+         (config.netns.empty() ? std::string()
+                               : fmt::format(", netns {}, user {}", config.netns, config.user));
 }
 
 }  // namespace dnsgate

@@ -271,7 +271,10 @@ std::unique_ptr<CloudEventSink> CloudEventSink::open(const EventSinkOptions& opt
   state->options.queue_capacity = std::max<std::size_t>(options.queue_capacity, 1);
   state->options.flush_interval = std::max(options.flush_interval, std::chrono::milliseconds{1});
 
-  if (options.kind == EventSinkKind::file) {
+  if (options.kind == EventSinkKind::file && options.fd >= 0) {
+    state->fd = options.fd;
+    state->owns_fd = true;
+  } else if (options.kind == EventSinkKind::file) {
     state->fd = ::open(options.path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
     if (state->fd < 0) {
       error = "cannot open event file " + options.path + ": " + std::strerror(errno);

@@ -1,0 +1,20 @@
+// The commands of the supervisor (DESIGN.md §10): `supervise`, and `cell`,
+// which the supervisor runs for each cell and nobody else should.
+#pragma once
+
+#include <atomic>
+#include <string>
+
+#include "spawn/supervisor.hpp"
+
+namespace dnsgate::cli {
+
+// `dnsgate supervise --cells DIR`: root only. `binary` empty: this one.
+int supervise_command(const std::string& cells_dir, const std::string& binary);
+
+// `dnsgate cell`: one cell's proxy on the descriptors the supervisor
+// passed, in the namespace and as the user it set, under seccomp.
+int cell_command(const std::string& name, const spawn::CellDescriptors& fds,
+                 const std::atomic<bool>& stop_requested);
+
+}  // namespace dnsgate::cli

@@ -1,0 +1,700 @@
+#include "spawn/supervisor.hpp"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <spdlog/spdlog.h>
+#include <sys/epoll.h>
+#include <sys/mman.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <unordered_map>
+#include <variant>
+#include <vector>
+
+#include "dnsgate/config.hpp"
+#include "dnsgate/socket.hpp"
+#include "spawn/netns.hpp"
+#include "spawn/privileges.hpp"
+#include "upstream/tls_client.hpp"
+
+namespace dnsgate::spawn {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+
+constexpr milliseconds kFirstBackoff{100};
+constexpr milliseconds kMaxBackoff{10000};
+constexpr milliseconds kStableRun{10000};   // a proxy up this long resets the backoff
+constexpr milliseconds kStopTimeout{5000};  // then SIGKILL
+constexpr std::size_t kMaxLine = 64 * 1024;
+
+std::string signal_name(int signal_number) {
+  const char* abbrev = sigabbrev_np(signal_number);
+  return abbrev != nullptr ? std::string("SIG") + abbrev : "signal " + std::to_string(signal_number);
+}
+
+// The binary's identity: a new file at the same path is a new binary.
+struct FileIdentity {
+  dev_t device = 0;
+  ino_t inode = 0;
+  std::int64_t mtime_ns = 0;
+  bool operator==(const FileIdentity&) const = default;
+};
+
+FileIdentity identity_of(const std::string& path) {
+  struct stat st{};
+  if (::stat(path.c_str(), &st) != 0) return {};
+  return {st.st_dev, st.st_ino,
+          static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec};
+}
+
+void set_cloexec(int fd, bool on) {
+  const int flags = fcntl(fd, F_GETFD);
+  if (flags >= 0) fcntl(fd, F_SETFD, on ? flags | FD_CLOEXEC : flags & ~FD_CLOEXEC);
+}
+
+enum class Role : std::uint8_t { serving, replacement, retiring };
+
+struct Proxy {
+  pid_t pid = -1;
+  Role role = Role::serving;
+  UniqueFd output;  // the proxy's stderr
+  UniqueFd ready;   // one byte once it serves
+  bool is_ready = false;
+  Clock::time_point started{};
+  Clock::time_point stop_sent{};
+  bool stop_requested = false;
+  std::string partial;
+};
+
+struct Cell {
+  std::string name;  // the file's base name
+  std::string file;
+  std::string text;  // the file as checked
+  DnsProxyConfig config;
+  UserIds user;
+  FileIdentity binary;
+  UniqueFd netns;
+  UniqueFd udp;
+  UniqueFd tcp;
+  std::vector<Proxy> proxies;
+  std::uint64_t starts = 0;
+  std::uint64_t restarts = 0;
+  std::uint64_t crashes = 0;
+  milliseconds backoff = kFirstBackoff;
+  std::optional<Clock::time_point> restart_at;
+  std::string last_stats = "null";
+  bool removing = false;  // stopped for good once its proxies are gone
+
+  Proxy* with_role(Role role) {
+    for (Proxy& proxy : proxies) {
+      if (proxy.role == role) return &proxy;
+    }
+    return nullptr;
+  }
+  Proxy* by_pid(pid_t pid) {
+    for (Proxy& proxy : proxies) {
+      if (proxy.pid == pid) return &proxy;
+    }
+    return nullptr;
+  }
+};
+
+// What an epoll event is about.
+struct Watch {
+  std::string cell;
+  pid_t pid = -1;
+  bool is_ready_pipe = false;
+};
+
+class Supervisor {
+ public:
+  explicit Supervisor(SupervisorOptions options) : options_(std::move(options)) {}
+  int run();
+
+ private:
+  std::vector<std::string> cell_files() const;
+  std::unique_ptr<Cell> prepare(const std::string& file, std::string& why);
+  bool spawn(Cell& cell, Role role);
+  void start_cell(const std::string& file);
+  void reload();
+  void replace(Cell& cell, std::unique_ptr<Cell> fresh);
+  void on_signal();
+  void reap();
+  void on_child_exit(Cell& cell, pid_t pid, int status);
+  void on_readable(std::uint64_t tag);
+  ssize_t read_output(Cell& cell, Proxy& proxy);
+  void on_ready(Cell& cell, Proxy& proxy);
+  void ask_to_stop(Proxy& proxy);
+  void forget(Proxy& proxy);
+  void run_timers();
+  int next_timeout() const;
+  std::uint64_t watch(int fd, const std::string& cell, pid_t pid, bool ready_pipe);
+  std::string summary_json() const;
+  void end_cell(const Cell& cell);
+
+  SupervisorOptions options_;
+  UniqueFd epoll_;
+  UniqueFd signals_;
+  std::map<std::string, std::unique_ptr<Cell>> cells_;
+  std::unordered_map<std::uint64_t, Watch> watches_;
+  std::uint64_t next_tag_ = 1;
+  bool stopping_ = false;
+  std::optional<Clock::time_point> kill_at_;
+  std::vector<std::string> ended_;  // JSON of cells removed while running
+};
+
+std::vector<std::string> Supervisor::cell_files() const {
+  std::vector<std::string> files;
+  std::error_code error;
+  for (const auto& entry : std::filesystem::directory_iterator(options_.cells_dir, error)) {
+    if (entry.path().extension() == ".yaml" && entry.is_regular_file(error)) {
+      files.push_back(entry.path().string());
+    }
+  }
+  std::sort(files.begin(), files.end());
+  return files;
+}
+
+std::string cell_name_of(const std::string& file) {
+  return std::filesystem::path(file).stem().string();
+}
+
+// Everything a cell needs before a proxy can run: the checked config, its
+// user, its namespace, its listeners bound there, its events file open.
+std::unique_ptr<Cell> Supervisor::prepare(const std::string& file, std::string& why) {
+  auto cell = std::make_unique<Cell>();
+  cell->name = cell_name_of(file);
+  cell->file = file;
+  std::ifstream in(file, std::ios::binary);
+  if (!in) {
+    why = "cannot read " + file + ": " + std::strerror(errno);
+    return nullptr;
+  }
+  std::ostringstream text;
+  text << in.rdbuf();
+  cell->text = text.str();
+  auto parsed = parse_config(cell->text);
+  if (auto* error = std::get_if<ConfigError>(&parsed)) {
+    why = error->describe(file);
+    return nullptr;
+  }
+  cell->config = std::get<DnsProxyConfig>(std::move(parsed));
+  for (std::size_t i = 0; i < cell->config.resolvers.size(); ++i) {
+    if (std::string tls = tls_setup_error(cell->config.resolvers[i]); !tls.empty()) {
+      why = ConfigError{"dnsAuthority.resolvers[" + std::to_string(i) + "]", 0, tls}.describe(file);
+      return nullptr;
+    }
+  }
+  if (cell->config.netns.empty()) {
+    why = ConfigError{"netns", 0, "required by dnsgate supervise: the cell's network namespace"}
+              .describe(file);
+    return nullptr;
+  }
+  auto user = resolve_user(cell->config.user, why);
+  if (!user) return nullptr;
+  cell->user = *user;
+  cell->netns = open_netns(cell->config.netns, why);
+  if (!cell->netns.valid()) return nullptr;
+  {
+    NetnsVisit inside(cell->netns.get(), why);
+    if (!inside.ok()) return nullptr;
+    if (cell->config.listen_udp) {
+      cell->udp = bind_udp_listener(*cell->config.listen_udp, why);
+      if (!cell->udp.valid()) return nullptr;
+    }
+    if (cell->config.listen_tcp) {
+      cell->tcp = bind_tcp_listener(*cell->config.listen_tcp, why);
+      if (!cell->tcp.valid()) return nullptr;
+    }
+  }
+  cell->binary = identity_of(options_.binary);
+  return cell;
+}
+
+// Forks the proxy: in the child, the cell's namespace, the descriptors it
+// gets, the user it runs as, then exec. Async-signal-safe calls only after
+// fork (the supervisor is single-threaded, but stays careful).
+bool Supervisor::spawn(Cell& cell, Role role) {
+  // What the child gets, made before fork.
+  int output_pipe[2];
+  int ready_pipe[2];
+  if (pipe2(output_pipe, O_CLOEXEC) != 0) return false;
+  UniqueFd output_read(output_pipe[0]);
+  UniqueFd output_write(output_pipe[1]);
+  if (pipe2(ready_pipe, O_CLOEXEC) != 0) return false;
+  UniqueFd ready_read(ready_pipe[0]);
+  UniqueFd ready_write(ready_pipe[1]);
+  // The supervisor's ends never block it; the proxy's stay blocking.
+  fcntl(output_read.get(), F_SETFL, O_NONBLOCK);
+  fcntl(ready_read.get(), F_SETFL, O_NONBLOCK);
+  UniqueFd config(memfd_create("dnsgate-cell", MFD_CLOEXEC));
+  if (!config.valid() ||
+      write(config.get(), cell.text.data(), cell.text.size()) !=
+          static_cast<ssize_t>(cell.text.size())) {
+    spdlog::error("cell {}: cannot pass the config: {}", cell.name, std::strerror(errno));
+    return false;
+  }
+  UniqueFd events;
+  if (cell.config.events.sink == EventSinkKind::file) {
+    events = UniqueFd(::open(cell.config.events.path.c_str(),
+                             O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640));
+    if (!events.valid()) {
+      spdlog::error("cell {}: cannot open the events file {}: {}", cell.name,
+                    cell.config.events.path, std::strerror(errno));
+      return false;
+    }
+  }
+  const auto number = [](const UniqueFd& fd) { return std::to_string(fd.get()); };
+  std::vector<std::string> args = {options_.binary, "cell",
+                                   "--name",        cell.name,
+                                   "--config-fd",   number(config),
+                                   "--ready-fd",    number(ready_write)};
+  if (cell.udp.valid()) args.insert(args.end(), {"--udp-fd", number(cell.udp)});
+  if (cell.tcp.valid()) args.insert(args.end(), {"--tcp-fd", number(cell.tcp)});
+  if (events.valid()) args.insert(args.end(), {"--events-fd", number(events)});
+  std::vector<char*> argv;
+  for (std::string& arg : args) argv.push_back(arg.data());
+  argv.push_back(nullptr);
+  const int inherited[] = {config.get(), ready_write.get(), cell.udp.get(), cell.tcp.get(),
+                           events.get()};
+
+  const pid_t pid = fork();
+  if (pid < 0) {
+    spdlog::error("cell {}: fork: {}", cell.name, std::strerror(errno));
+    return false;
+  }
+  if (pid == 0) {
+    // The child: signals as a fresh process has them.
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, nullptr);
+    dup2(output_write.get(), STDERR_FILENO);
+    const auto fail = [](const char* what) {
+      const char prefix[] = "dnsgate cell: cannot start: ";
+      (void)!write(STDERR_FILENO, prefix, sizeof prefix - 1);
+      (void)!write(STDERR_FILENO, what, std::strlen(what));
+      (void)!write(STDERR_FILENO, "\n", 1);
+      _exit(126);
+    };
+    if (setns(cell.netns.get(), CLONE_NEWNET) != 0) fail("setns");
+    for (const int fd : inherited) {
+      if (fd >= 0) set_cloexec(fd, false);
+    }
+    if (const char* failed = drop_privileges(cell.user)) fail(failed);
+    execv(argv[0], argv.data());
+    fail("execv");
+  }
+  Proxy proxy;
+  proxy.pid = pid;
+  proxy.role = role;
+  proxy.started = Clock::now();
+  proxy.output = std::move(output_read);
+  proxy.ready = std::move(ready_read);
+  watch(proxy.output.get(), cell.name, pid, false);
+  watch(proxy.ready.get(), cell.name, pid, true);
+  cell.proxies.push_back(std::move(proxy));
+  ++cell.starts;
+  spdlog::info("cell {}: proxy {} started{}", cell.name, pid,
+               role == Role::replacement ? " (replacing the running one)" : "");
+  return true;
+}
+
+std::uint64_t Supervisor::watch(int fd, const std::string& cell, pid_t pid, bool ready_pipe) {
+  const std::uint64_t tag = next_tag_++;
+  epoll_event event{};
+  event.events = EPOLLIN;
+  event.data.u64 = tag;
+  if (epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &event) == 0) {
+    watches_[tag] = Watch{cell, pid, ready_pipe};
+  }
+  return tag;
+}
+
+void Supervisor::start_cell(const std::string& file) {
+  const std::string name = cell_name_of(file);
+  std::string why;
+  auto cell = prepare(file, why);
+  if (!cell) {
+    spdlog::error("cell {}: refused: {}", name, why);
+    return;
+  }
+  Cell& placed = *cell;
+  cells_[name] = std::move(cell);
+  if (!spawn(placed, Role::serving)) {
+    placed.restart_at = Clock::now() + placed.backoff;
+  }
+}
+
+// A changed cell: the new proxy first, on the same sockets when its
+// namespace and listeners are the same; the old one stops once the new one
+// serves.
+void Supervisor::replace(Cell& cell, std::unique_ptr<Cell> fresh) {
+  cell.text = fresh->text;
+  cell.config = fresh->config;
+  cell.user = fresh->user;
+  cell.binary = fresh->binary;
+  if (Proxy* pending = cell.with_role(Role::replacement)) ask_to_stop(*pending);
+  if (cell.with_role(Role::serving) == nullptr) {
+    cell.restart_at.reset();
+    spawn(cell, Role::serving);
+    return;
+  }
+  if (!spawn(cell, Role::replacement)) {
+    spdlog::error("cell {}: the new proxy could not start; the running one stays", cell.name);
+  }
+}
+
+void Supervisor::reload() {
+  spdlog::info("SIGHUP: reading {} again", options_.cells_dir);
+  const std::vector<std::string> files = cell_files();
+  std::vector<std::string> names;
+  for (const std::string& file : files) names.push_back(cell_name_of(file));
+  for (auto& [name, cell] : cells_) {
+    if (cell->removing || std::find(names.begin(), names.end(), name) != names.end()) continue;
+    spdlog::info("cell {}: its file is gone: stopping", name);
+    cell->removing = true;
+    cell->restart_at.reset();
+    for (Proxy& proxy : cell->proxies) ask_to_stop(proxy);
+  }
+  const FileIdentity binary = identity_of(options_.binary);
+  for (const std::string& file : files) {
+    const std::string name = cell_name_of(file);
+    const auto found = cells_.find(name);
+    if (found == cells_.end()) {
+      start_cell(file);
+      continue;
+    }
+    Cell& cell = *found->second;
+    if (cell.removing) continue;  // still stopping: the next SIGHUP starts it again
+    std::ifstream in(file, std::ios::binary);
+    std::ostringstream text;
+    text << in.rdbuf();
+    const bool changed = text.str() != cell.text;
+    if (!changed && binary == cell.binary) continue;
+    auto parsed = parse_config(text.str());
+    if (auto* error = std::get_if<ConfigError>(&parsed)) {
+      spdlog::error("cell {}: new config refused, the running one stays: {}", name,
+                    error->describe(file));
+      continue;
+    }
+    const DnsProxyConfig& next = std::get<DnsProxyConfig>(parsed);
+    const bool same_sockets = next.netns == cell.config.netns &&
+                              next.listen_udp == cell.config.listen_udp &&
+                              next.listen_tcp == cell.config.listen_tcp;
+    if (!same_sockets) {
+      // New sockets can be bound only once the old ones are closed.
+      spdlog::info("cell {}: namespace or listeners changed: stopping it, then starting it anew",
+                   name);
+      cell.removing = true;
+      cell.restart_at.reset();
+      for (Proxy& proxy : cell.proxies) ask_to_stop(proxy);
+      continue;
+    }
+    std::string why;
+    auto fresh = std::make_unique<Cell>();
+    fresh->text = text.str();
+    fresh->config = next;
+    auto user = resolve_user(next.user, why);
+    if (!user) {
+      spdlog::error("cell {}: new config refused, the running one stays: {}", name, why);
+      continue;
+    }
+    fresh->user = *user;
+    fresh->binary = binary;
+    spdlog::info("cell {}: {} changed: replacing its proxy", name,
+                 changed ? "config" : "dnsgate binary");
+    replace(cell, std::move(fresh));
+  }
+}
+
+void Supervisor::ask_to_stop(Proxy& proxy) {
+  if (proxy.stop_requested) return;
+  proxy.stop_requested = true;
+  proxy.role = Role::retiring;
+  proxy.stop_sent = Clock::now();
+  kill(proxy.pid, SIGTERM);
+}
+
+void Supervisor::forget(Proxy& proxy) {
+  for (auto it = watches_.begin(); it != watches_.end();) {
+    it = it->second.pid == proxy.pid ? watches_.erase(it) : std::next(it);
+  }
+}
+
+void Supervisor::on_ready(Cell& cell, Proxy& proxy) {
+  char byte = 0;
+  if (read(proxy.ready.get(), &byte, 1) != 1) {
+    // Closed without a word: the proxy is gone or going; its exit says why.
+    epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, proxy.ready.get(), nullptr);
+    return;
+  }
+  if (proxy.is_ready) return;
+  proxy.is_ready = true;
+  if (proxy.role != Role::replacement) return;
+  // The new proxy serves: the old one drains and stops.
+  if (Proxy* old = cell.with_role(Role::serving)) ask_to_stop(*old);
+  proxy.role = Role::serving;
+  spdlog::info("cell {}: proxy {} serves; the previous one drains", cell.name, proxy.pid);
+}
+
+ssize_t Supervisor::read_output(Cell& cell, Proxy& proxy) {
+  char buffer[4096];
+  const ssize_t got = read(proxy.output.get(), buffer, sizeof buffer);
+  if (got == 0) {
+    // The proxy is gone (its exit is reaped through SIGCHLD): stop watching.
+    epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, proxy.output.get(), nullptr);
+  }
+  if (got <= 0) return got;
+  proxy.partial.append(buffer, static_cast<std::size_t>(got));
+  std::size_t newline;
+  while ((newline = proxy.partial.find('\n')) != std::string::npos) {
+    std::string line = proxy.partial.substr(0, newline);
+    proxy.partial.erase(0, newline + 1);
+    // The proxy's last line is its stats, bare JSON.
+    if (line.rfind("{\"received\"", 0) == 0) cell.last_stats = line;
+    std::fprintf(stderr, "cell %s[%d]: %s\n", cell.name.c_str(), proxy.pid, line.c_str());
+  }
+  if (proxy.partial.size() > kMaxLine) {
+    std::fprintf(stderr, "cell %s[%d]: %s\n", cell.name.c_str(), proxy.pid,
+                 proxy.partial.c_str());
+    proxy.partial.clear();
+  }
+  return got;
+}
+
+void Supervisor::on_child_exit(Cell& cell, pid_t pid, int status) {
+  Proxy* proxy = cell.by_pid(pid);
+  if (proxy == nullptr) return;
+  // What it wrote last (its stats line), before its pipe goes away.
+  while (read_output(cell, *proxy) > 0) {
+  }
+  const bool asked = proxy->stop_requested;
+  const Role role = proxy->role;
+  const auto ran = Clock::now() - proxy->started;
+  if (WIFSIGNALED(status)) {
+    const int signal_number = WTERMSIG(status);
+    spdlog::warn("cell {}: proxy {} killed by signal {}{}", cell.name, pid,
+                 signal_name(signal_number),
+                 signal_number == SIGSYS ? " (seccomp: a system call outside its allow-list)" : "");
+  } else {
+    spdlog::info("cell {}: proxy {} exited with status {}", cell.name, pid, WEXITSTATUS(status));
+  }
+  forget(*proxy);
+  cell.proxies.erase(cell.proxies.begin() + (proxy - cell.proxies.data()));
+  if (asked || stopping_) {
+    if (cell.proxies.empty() && cell.removing) end_cell(cell);
+    return;
+  }
+  // An unexpected death: a crash unless it was a clean exit.
+  if (!(WIFEXITED(status) && WEXITSTATUS(status) == 0)) ++cell.crashes;
+  if (role == Role::replacement) {
+    spdlog::error("cell {}: the new proxy died before it served; the running one stays",
+                  cell.name);
+    return;
+  }
+  if (cell.with_role(Role::replacement) != nullptr) return;  // it takes over when ready
+  if (ran >= kStableRun) cell.backoff = kFirstBackoff;
+  cell.restart_at = Clock::now() + cell.backoff;
+  ++cell.restarts;
+  spdlog::warn("cell {}: restart {} in {} ms", cell.name, cell.restarts, cell.backoff.count());
+  cell.backoff = std::min(cell.backoff * 2, kMaxBackoff);
+}
+
+void Supervisor::end_cell(const Cell& cell) {
+  spdlog::info("cell {}: stopped", cell.name);
+  if (!stopping_) {
+    ended_.push_back("{\"cell\":\"" + cell.name + "\",\"starts\":" + std::to_string(cell.starts) +
+                     ",\"restarts\":" + std::to_string(cell.restarts) +
+                     ",\"crashes\":" + std::to_string(cell.crashes) +
+                     ",\"stats\":" + cell.last_stats + "}");
+    const std::string name = cell.name;
+    const std::string file = cell.file;
+    cells_.erase(name);
+    // A cell stopped to be rebound (new namespace or listeners) starts again.
+    if (std::filesystem::exists(file)) start_cell(file);
+  }
+}
+
+void Supervisor::reap() {
+  while (true) {
+    int status = 0;
+    const pid_t pid = waitpid(-1, &status, WNOHANG);
+    if (pid <= 0) return;
+    for (auto& [name, cell] : cells_) {
+      if (cell->by_pid(pid) != nullptr) {
+        on_child_exit(*cell, pid, status);
+        break;
+      }
+    }
+  }
+}
+
+void Supervisor::on_signal() {
+  signalfd_siginfo info{};
+  while (read(signals_.get(), &info, sizeof info) == sizeof info) {
+    switch (info.ssi_signo) {
+      case SIGCHLD:
+        reap();
+        break;
+      case SIGHUP:
+        if (!stopping_) reload();
+        break;
+      case SIGTERM:
+      case SIGINT:
+        if (!stopping_) {
+          spdlog::info("{}: stopping every proxy", signal_name(static_cast<int>(info.ssi_signo)));
+          stopping_ = true;
+          kill_at_ = Clock::now() + kStopTimeout;
+          for (auto& [name, cell] : cells_) {
+            cell->restart_at.reset();
+            for (Proxy& proxy : cell->proxies) ask_to_stop(proxy);
+          }
+        }
+        break;
+      default:
+        break;
+    }
+  }
+}
+
+void Supervisor::on_readable(std::uint64_t tag) {
+  const auto found = watches_.find(tag);
+  if (found == watches_.end()) return;
+  const Watch watch = found->second;
+  const auto cell = cells_.find(watch.cell);
+  if (cell == cells_.end()) return;
+  Proxy* proxy = cell->second->by_pid(watch.pid);
+  if (proxy == nullptr) return;
+  if (watch.is_ready_pipe) {
+    on_ready(*cell->second, *proxy);
+    // A closed ready pipe (the proxy gone or done with it) is watched no more.
+    if (!proxy->is_ready) return;
+    epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, proxy->ready.get(), nullptr);
+    watches_.erase(tag);
+  } else {
+    read_output(*cell->second, *proxy);
+  }
+}
+
+void Supervisor::run_timers() {
+  const auto now = Clock::now();
+  for (auto& [name, cell] : cells_) {
+    if (!cell->restart_at || *cell->restart_at > now || stopping_) continue;
+    cell->restart_at.reset();
+    if (!spawn(*cell, Role::serving)) {
+      cell->restart_at = now + cell->backoff;
+      cell->backoff = std::min(cell->backoff * 2, kMaxBackoff);
+    }
+  }
+  if (kill_at_ && now >= *kill_at_) {
+    for (auto& [name, cell] : cells_) {
+      for (Proxy& proxy : cell->proxies) {
+        spdlog::warn("cell {}: proxy {} still running after {} ms: SIGKILL", name, proxy.pid,
+                     kStopTimeout.count());
+        kill(proxy.pid, SIGKILL);
+      }
+    }
+    kill_at_.reset();
+  }
+}
+
+int Supervisor::next_timeout() const {
+  std::optional<Clock::time_point> next = kill_at_;
+  for (const auto& [name, cell] : cells_) {
+    if (cell->restart_at && (!next || *cell->restart_at < *next)) next = cell->restart_at;
+  }
+  if (!next) return -1;
+  const auto wait = std::chrono::ceil<milliseconds>(*next - Clock::now()).count();
+  return static_cast<int>(std::clamp<std::int64_t>(wait, 0, 60000));
+}
+
+std::string Supervisor::summary_json() const {
+  std::string json = "{\"cells\":[";
+  bool first = true;
+  const auto add = [&](const std::string& item) {
+    if (!first) json += ',';
+    first = false;
+    json += item;
+  };
+  for (const std::string& ended : ended_) add(ended);
+  for (const auto& [name, cell] : cells_) {
+    add("{\"cell\":\"" + name + "\",\"starts\":" + std::to_string(cell->starts) +
+        ",\"restarts\":" + std::to_string(cell->restarts) +
+        ",\"crashes\":" + std::to_string(cell->crashes) + ",\"stats\":" + cell->last_stats + "}");
+  }
+  return json + "]}";
+}
+
+int Supervisor::run() {
+  sigset_t handled;
+  sigemptyset(&handled);
+  for (const int signal_number : {SIGCHLD, SIGHUP, SIGTERM, SIGINT}) {
+    sigaddset(&handled, signal_number);
+  }
+  if (sigprocmask(SIG_BLOCK, &handled, nullptr) != 0) return 1;
+  signals_ = UniqueFd(signalfd(-1, &handled, SFD_NONBLOCK | SFD_CLOEXEC));
+  epoll_ = UniqueFd(epoll_create1(EPOLL_CLOEXEC));
+  if (!signals_.valid() || !epoll_.valid()) {
+    spdlog::error("cannot set up signals or epoll: {}", std::strerror(errno));
+    return 1;
+  }
+  // Writes to a proxy's pipes after it died must not kill the supervisor.
+  signal(SIGPIPE, SIG_IGN);
+  epoll_event event{};
+  event.events = EPOLLIN;
+  event.data.u64 = 0;
+  epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, signals_.get(), &event);
+
+  const std::vector<std::string> files = cell_files();
+  spdlog::info("supervising {} cell file{} in {}, proxies run {}", files.size(),
+               files.size() == 1 ? "" : "s", options_.cells_dir, options_.binary);
+  for (const std::string& file : files) start_cell(file);
+
+  std::array<epoll_event, 32> ready{};
+  while (!(stopping_ && std::all_of(cells_.begin(), cells_.end(), [](const auto& entry) {
+    return entry.second->proxies.empty();
+  }))) {
+    const int count = epoll_wait(epoll_.get(), ready.data(), static_cast<int>(ready.size()),
+                                 next_timeout());
+    for (int i = 0; i < std::max(count, 0); ++i) {
+      if (ready[i].data.u64 == 0) {
+        on_signal();
+      } else {
+        on_readable(ready[i].data.u64);
+      }
+    }
+    run_timers();
+  }
+  std::fprintf(stderr, "%s\n", summary_json().c_str());
+  std::fflush(stderr);
+  return 0;
+}
+
+}  // namespace
+
+int run_supervisor(const SupervisorOptions& options) {
+  Supervisor supervisor(options);
+  return supervisor.run();
+}
+
+}  // namespace dnsgate::spawn
