@@ -716,3 +716,33 @@ TEST(ConfigDnssec, SummaryNamesTheMode) {
 
 }  // namespace
 }  // namespace dnsgate
+
+// ------------------------------------------------------------- supervise (DESIGN §10)
+
+namespace dnsgate {
+namespace {
+
+TEST(ConfigCell, NetnsAndUserAreRead) {
+  const DnsProxyConfig config =
+      expect_valid(std::string(kMinimal) + "netns: cell-a\nuser: dnsgate\n");
+  EXPECT_EQ(config.netns, "cell-a");
+  EXPECT_EQ(config.user, "dnsgate");
+  EXPECT_NE(summarize(config).find("netns cell-a, user dnsgate"), std::string::npos);
+  EXPECT_EQ(expect_valid(std::string(kMinimal) + "netns: /proc/1/ns/net\n").netns,
+            "/proc/1/ns/net");
+}
+
+TEST(ConfigCell, DefaultsAreNoNamespaceAndNobody) {
+  const DnsProxyConfig config = expect_valid(kMinimal);
+  EXPECT_TRUE(config.netns.empty());
+  EXPECT_EQ(config.user, "nobody");
+}
+
+TEST(ConfigCell, BadNamespaceOrUserIsNamedWithItsLine) {
+  expect_error_at(std::string(kMinimal) + "netns: a/b\n", "netns", 7, "neither a name");
+  expect_error_at(std::string(kMinimal) + "netns: \"\"\n", "netns", 7, "namespace name");
+  expect_error_at(std::string(kMinimal) + "user: \"root user\"\n", "user", 7, "not a user name");
+}
+
+}  // namespace
+}  // namespace dnsgate
