@@ -59,3 +59,25 @@ format:
 
 clean:
 	rm -rf $(BUILD_DIR) build-asan build-fuzz
+
+# `make install` copies what `make build` made, builds nothing: the binary to
+# $(PREFIX)/bin, the systemd units (dist/systemd, ExecStart= pointed at that
+# binary) to $(PREFIX)/lib/systemd/system, which systemd reads for
+# PREFIX=/usr/local and /usr alike, and an example cell config to
+# $(PREFIX)/share/doc/dnsgate. DESTDIR stages the tree (for a package).
+# docs/running.md, "systemd: socket activation".
+PREFIX ?= /usr/local
+BINDIR ?= $(PREFIX)/bin
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+DOCDIR ?= $(PREFIX)/share/doc/dnsgate
+
+.PHONY: install
+install:
+	@test -x $(BUILD_DIR)/dnsgate || { echo "make install: no $(BUILD_DIR)/dnsgate: run 'make build' first" >&2; exit 1; }
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(DOCDIR)
+	install -m 0755 $(BUILD_DIR)/dnsgate $(DESTDIR)$(BINDIR)/dnsgate
+	for unit in dnsgate@.service dnsgate@.socket; do \
+	  sed 's|/usr/local/bin/dnsgate|$(BINDIR)/dnsgate|g' dist/systemd/$$unit >$(DESTDIR)$(UNITDIR)/$$unit && \
+	  chmod 0644 $(DESTDIR)$(UNITDIR)/$$unit || exit 1; \
+	done
+	install -m 0644 dist/systemd/example.yaml $(DESTDIR)$(DOCDIR)/example.yaml
