@@ -16,12 +16,17 @@ namespace dnsgate {
 struct EventSinkOptions {
   std::string cell = "default";
   EventSinkKind kind = EventSinkKind::stdout_lines;
-  std::string path;                               // for EventSinkKind::file
+  std::string path;  // for EventSinkKind::file
   // For EventSinkKind::file: an output already open (append mode) that the
   // sink takes over and closes, in place of opening `path` (which then only
   // names it in messages). The supervisor opens a cell's file and hands it
   // to the unprivileged proxy this way.
   int fd = -1;
+  // A shared event ring (create_event_ring) to queue the records in, in
+  // place of private memory: the supervisor maps it too, so the events a
+  // killed proxy had queued but not written are not lost
+  // (recover_event_ring). Its capacity replaces queue_capacity.
+  int ring_fd = -1;
   std::size_t queue_capacity = 8192;              // records waiting for the writer
   std::chrono::milliseconds flush_interval{100};  // the longest an event waits unwritten
 };
@@ -58,5 +63,18 @@ class CloudEventSink final : public DnsQueryEmitter {
   explicit CloudEventSink(std::unique_ptr<State> state);
   std::unique_ptr<State> state_;
 };
+
+// The shared event ring of a supervised proxy (DESIGN.md §10): a memfd of
+// `capacity` record slots. Invalid (-1) and `error` set on failure.
+int create_event_ring(std::size_t capacity, std::string& error);
+
+// After the proxy that used `ring_fd` died without closing its sink: formats
+// the records it had queued but not written whole (with the event ids it
+// gave them, if it had formatted them already, so a line written twice
+// carries one id) and appends them to `output`. The resolvers' names come
+// from `config`, the cell's. Returns how many events were written; `error`
+// set when the ring cannot be read or the output fails.
+std::size_t recover_event_ring(int ring_fd, const DnsProxyConfig& config, int output,
+                               std::string& error);
 
 }  // namespace dnsgate

@@ -14,13 +14,13 @@
 #include <utility>
 #include <variant>
 
+#include "cli/supervise_commands.hpp"
+#include "cli/systemd.hpp"
 #include "dnsgate/config.hpp"
 #include "dnsgate/event_sink.hpp"
 #include "dnsgate/proxy.hpp"
-#include "cli/supervise_commands.hpp"
-#include "cli/systemd.hpp"
-#include "spawn/seccomp_policy.hpp"
 #include "dnsgate/socket.hpp"
+#include "spawn/seccomp_policy.hpp"
 #include "upstream/tls_client.hpp"
 
 namespace {
@@ -258,7 +258,8 @@ int dnsgate_main(int argc, char** argv) {
       "Run one unprivileged proxy per cell file in DIR, each in its cell's network namespace "
       "(root; docs/running.md)");
   supervise->add_option("--cells", cells_dir, "folder of cell files (*.yaml)")->required();
-  supervise->add_option("--binary", proxy_binary, "the dnsgate the proxies run (default: this one)");
+  supervise->add_option("--binary", proxy_binary,
+                        "the dnsgate the proxies run (default: this one)");
   // Started by `supervise` for each cell, with the descriptors it passes.
   std::string cell_name;
   dnsgate::spawn::CellDescriptors cell_fds;
@@ -270,6 +271,7 @@ int dnsgate_main(int argc, char** argv) {
   cell->add_option("--udp-fd", cell_fds.udp);
   cell->add_option("--tcp-fd", cell_fds.tcp);
   cell->add_option("--events-fd", cell_fds.events);
+  cell->add_option("--event-ring-fd", cell_fds.event_ring);
 
   try {
     app.parse(argc, argv);

@@ -91,6 +91,7 @@ int cell_command(const std::string& name, const spawn::CellDescriptors& fds,
   sink_options.kind = config.events.sink;
   sink_options.path = config.events.path;
   sink_options.fd = fds.events;
+  sink_options.ring_fd = fds.event_ring;
   auto sink = CloudEventSink::open(sink_options, error);
   if (!sink) {
     spdlog::error("event sink: {}", error);

@@ -11,9 +11,12 @@
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cerrno>
 #include <condition_variable>
@@ -23,9 +26,11 @@
 #include <mutex>
 #include <new>
 #include <optional>
+#include <string>
 #include <string_view>
 #include <system_error>
 #include <thread>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -48,35 +53,73 @@ constexpr int kWritablePollMs = 100;
 
 }  // namespace
 
-// Storage for the queued records, allocated whole at open() but each slot
-// built on first use. The queue restarts at slot 0 whenever it empties, so
-// slots are used from the front and only as many become resident as were
-// ever queued at once (a few hundred at ordinary rates, not the 8,192 x
-// 344 B of the default capacity).
+// One queued record, and the event id the writer gave it once it formatted
+// it (so an event written again after a crash keeps its id).
+struct RingSlot {
+  QueryRecord record;
+  std::array<char, EventIdGenerator::kLength> id;
+  bool has_id;
+};
+static_assert(std::is_trivially_copyable_v<QueryRecord>,
+              "records are copied into memory another process reads");
+
+// The first octets of a shared ring: what the supervisor needs to find the
+// records a dead proxy had not written.
+struct SharedRingHeader {
+  std::uint64_t magic;
+  std::uint64_t capacity;
+  std::uint64_t slot_size;
+  std::uint64_t head;   // mirrors State::head and State::count, updated under
+  std::uint64_t count;  // the queue lock
+};
+constexpr std::uint64_t kRingMagic = 0x676e697274616764;  // "dgatring"
+
+std::size_t shared_ring_octets(std::size_t capacity) {
+  return sizeof(SharedRingHeader) + capacity * sizeof(RingSlot);
+}
+
+// Storage for the queued records: private memory allocated whole at open()
+// and used from the front (the queue restarts at slot 0 whenever it
+// empties, so only as many slots become resident as were ever queued at
+// once: a few hundred at ordinary rates, not the 8,192 of the default
+// capacity), or a shared ring mapped from a memfd, which is just as lazy.
 class RecordSlots {
  public:
   explicit RecordSlots(std::size_t capacity)
-      : capacity_(capacity), slots_(std::allocator<QueryRecord>().allocate(capacity)) {}
+      : capacity_(capacity),
+        private_(std::allocator<RingSlot>().allocate(capacity)),
+        slots_(private_) {}
+  RecordSlots(SharedRingHeader* header, std::size_t octets)
+      : capacity_(header->capacity),
+        header_(header),
+        mapped_octets_(octets),
+        slots_(reinterpret_cast<RingSlot*>(header + 1)) {}
   ~RecordSlots() {
-    std::destroy_n(slots_, built_);
-    std::allocator<QueryRecord>().deallocate(slots_, capacity_);
+    if (private_ != nullptr) std::allocator<RingSlot>().deallocate(private_, capacity_);
+    if (header_ != nullptr) munmap(header_, mapped_octets_);
   }
   RecordSlots(const RecordSlots&) = delete;
   RecordSlots& operator=(const RecordSlots&) = delete;
 
   std::size_t size() const noexcept { return capacity_; }
-  const QueryRecord& operator[](std::size_t slot) const noexcept { return slots_[slot]; }
+  RingSlot& operator[](std::size_t slot) noexcept { return slots_[slot]; }
   void store(std::size_t slot, const QueryRecord& record) noexcept {
-    while (built_ <= slot) {
-      std::construct_at(slots_ + built_++);
-    }
-    slots_[slot] = record;
+    // Trivially copyable: memcpy makes the object, in private or shared memory.
+    std::memcpy(&slots_[slot].record, &record, sizeof record);
+    slots_[slot].has_id = false;
+  }
+  void publish(std::size_t head, std::size_t count) noexcept {
+    if (header_ == nullptr) return;
+    header_->head = head;
+    header_->count = count;
   }
 
  private:
   std::size_t capacity_;
-  QueryRecord* slots_;
-  std::size_t built_ = 0;  // slots [0, built_) hold constructed records
+  RingSlot* private_ = nullptr;
+  SharedRingHeader* header_ = nullptr;
+  std::size_t mapped_octets_ = 0;
+  RingSlot* slots_;
 };
 
 struct CloudEventSink::State {
@@ -184,6 +227,7 @@ void yield_cpu_to_dns_loop() noexcept {
 void CloudEventSink::State::run_writer() noexcept {
   yield_cpu_to_dns_loop();
   std::string lines;
+  EventIdGenerator ids;
   const std::size_t capacity = ring->size();
   for (;;) {
     std::size_t first = 0;
@@ -215,10 +259,14 @@ void CloudEventSink::State::run_writer() noexcept {
     }
     std::size_t line_count = 0;
     for (std::size_t i = 0; i < taken; ++i) {
-      const QueryRecord& record = (*ring)[(first + i) % capacity];
+      RingSlot& slot = (*ring)[(first + i) % capacity];
+      // The id goes into the slot first: written again after a crash, the
+      // event keeps it.
+      ids.write(slot.id.data());
+      slot.has_id = true;
       const std::size_t line_start = lines.size();
       try {
-        formatter->append(lines, record);
+        formatter->append(lines, slot.record, std::string_view(slot.id.data(), slot.id.size()));
         lines += '\n';
         ++line_count;
       } catch (const std::exception&) {
@@ -229,6 +277,12 @@ void CloudEventSink::State::run_writer() noexcept {
       }
     }
 
+    in_output.store(true, std::memory_order_relaxed);
+    const std::size_t octets = write_fully(lines);
+    in_output.store(false, std::memory_order_relaxed);
+
+    // The slots go back only once their lines are out: a proxy killed in
+    // between leaves them in a shared ring for the supervisor to write.
     bool wake_loop = false;
     {
       std::lock_guard lock(queue_mutex);
@@ -237,16 +291,13 @@ void CloudEventSink::State::run_writer() noexcept {
       if (count == 0) {
         head = 0;  // keeps the slots in use at the front (see RecordSlots)
       }
+      ring->publish(head, count);
       queued.store(count, std::memory_order_relaxed);
       wake_loop = room_waiters > 0 && count <= backlog_resolved();
     }
     if (wake_loop) {
       queue_has_room.notify_all();
     }
-
-    in_output.store(true, std::memory_order_relaxed);
-    const std::size_t octets = write_fully(lines);
-    in_output.store(false, std::memory_order_relaxed);
     if (octets == lines.size()) {
       written.fetch_add(line_count, std::memory_order_relaxed);
       output_mid_line = false;
@@ -285,8 +336,28 @@ std::unique_ptr<CloudEventSink> CloudEventSink::open(const EventSinkOptions& opt
     state->fd = STDOUT_FILENO;
   }
 
+  if (options.ring_fd >= 0) {
+    struct stat st {};
+    void* mapped = MAP_FAILED;
+    if (fstat(options.ring_fd, &st) == 0 &&
+        static_cast<std::size_t>(st.st_size) >= sizeof(SharedRingHeader)) {
+      mapped = mmap(nullptr, static_cast<std::size_t>(st.st_size), PROT_READ | PROT_WRITE,
+                    MAP_SHARED, options.ring_fd, 0);
+    }
+    ::close(options.ring_fd);
+    auto* header = static_cast<SharedRingHeader*>(mapped);
+    if (mapped == MAP_FAILED || header->magic != kRingMagic ||
+        header->slot_size != sizeof(RingSlot) || header->capacity == 0 ||
+        shared_ring_octets(header->capacity) > static_cast<std::size_t>(st.st_size)) {
+      if (mapped != MAP_FAILED) munmap(mapped, static_cast<std::size_t>(st.st_size));
+      error = "the shared event ring is not one this dnsgate made";
+      return nullptr;
+    }
+    state->options.queue_capacity = header->capacity;
+    state->ring = std::make_unique<RecordSlots>(header, static_cast<std::size_t>(st.st_size));
+  }
   try {
-    state->ring = std::make_unique<RecordSlots>(state->options.queue_capacity);
+    if (!state->ring) state->ring = std::make_unique<RecordSlots>(state->options.queue_capacity);
   } catch (const std::bad_alloc&) {
     error = "cannot allocate an event queue of " + std::to_string(state->options.queue_capacity) +
             " records";
@@ -339,6 +410,7 @@ bool CloudEventSink::emit(const QueryRecord& record) noexcept {
     state.ring->store((state.head + state.count) % capacity, record);
     was_empty = state.count == 0;
     ++state.count;
+    state.ring->publish(state.head, state.count);
     state.queued.store(state.count, std::memory_order_relaxed);
   }
   // Only the empty -> non-empty edge needs a wake-up: a writer that is busy
@@ -401,6 +473,91 @@ std::uint64_t CloudEventSink::dropped() const noexcept {
 
 std::uint64_t CloudEventSink::write_errors() const noexcept {
   return state_->write_errors.load(std::memory_order_relaxed);
+}
+
+int create_event_ring(std::size_t capacity, std::string& error) {
+  capacity = std::max<std::size_t>(capacity, 1);
+  const int fd = memfd_create("dnsgate-events", MFD_CLOEXEC);
+  if (fd < 0) {
+    error = std::string("memfd_create: ") + std::strerror(errno);
+    return -1;
+  }
+  // Sparse: pages are made only as slots are used.
+  const SharedRingHeader header{kRingMagic, capacity, sizeof(RingSlot), 0, 0};
+  if (ftruncate(fd, static_cast<off_t>(shared_ring_octets(capacity))) != 0 ||
+      pwrite(fd, &header, sizeof header, 0) != static_cast<ssize_t>(sizeof header)) {
+    error = std::string("event ring: ") + std::strerror(errno);
+    ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+std::size_t recover_event_ring(int ring_fd, const DnsProxyConfig& config, int output,
+                               std::string& error) {
+  struct stat st {};
+  if (fstat(ring_fd, &st) != 0 || static_cast<std::size_t>(st.st_size) < sizeof(SharedRingHeader)) {
+    error = "the event ring cannot be read";
+    return 0;
+  }
+  const auto octets = static_cast<std::size_t>(st.st_size);
+  void* mapped = mmap(nullptr, octets, PROT_READ, MAP_SHARED, ring_fd, 0);
+  if (mapped == MAP_FAILED) {
+    error = std::string("the event ring cannot be mapped: ") + std::strerror(errno);
+    return 0;
+  }
+  const auto* header = static_cast<const SharedRingHeader*>(mapped);
+  const auto* slots = reinterpret_cast<const RingSlot*>(header + 1);
+  std::size_t recovered = 0;
+  if (header->magic != kRingMagic || header->slot_size != sizeof(RingSlot) ||
+      header->capacity == 0 || shared_ring_octets(header->capacity) > octets ||
+      header->head >= header->capacity || header->count > header->capacity) {
+    error = "the event ring is not one this dnsgate made";
+    munmap(mapped, octets);
+    return 0;
+  }
+  // A line cut short by the kill ends the file: the next starts on its own line.
+  std::string lines;
+  if (struct stat out{}; fstat(output, &out) == 0 && S_ISREG(out.st_mode) && out.st_size > 0) {
+    char last = '\n';
+    if (pread(output, &last, 1, out.st_size - 1) == 1 && last != '\n') lines += '\n';
+  }
+  CloudEventFormatter formatter(config.cell);
+  EventIdGenerator ids;
+  for (std::size_t i = 0; i < header->count; ++i) {
+    QueryRecord record;
+    const RingSlot& slot = slots[(header->head + i) % header->capacity];
+    std::memcpy(&record, &slot.record, sizeof record);
+    // The dead process's pointers mean nothing here: the resolver's name
+    // comes from the cell's config, found by its address.
+    record.upstream_uri = {};
+    for (const ResolverConfig& resolver : config.resolvers) {
+      if (record.has_upstream && resolver.address == record.upstream) {
+        record.upstream_uri = resolver.uri;
+      }
+    }
+    std::array<char, EventIdGenerator::kLength> id{};
+    if (slot.has_id) {
+      id = slot.id;
+    } else {
+      ids.write(id.data());
+    }
+    formatter.append(lines, record, std::string_view(id.data(), id.size()));
+    lines += '\n';
+    ++recovered;
+  }
+  munmap(mapped, octets);
+  std::size_t done = 0;
+  while (done < lines.size()) {
+    const ssize_t n = ::write(output, lines.data() + done, lines.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      error = std::string("writing the recovered events: ") + std::strerror(errno);
+      return 0;
+    }
+    done += static_cast<std::size_t>(n);
+  }
+  return recovered;
 }
 
 }  // namespace dnsgate

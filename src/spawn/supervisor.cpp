@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "dnsgate/config.hpp"
+#include "dnsgate/event_sink.hpp"
 #include "dnsgate/socket.hpp"
 #include "spawn/netns.hpp"
 #include "spawn/privileges.hpp"
@@ -46,10 +47,12 @@ constexpr milliseconds kMaxBackoff{10000};
 constexpr milliseconds kStableRun{10000};   // a proxy up this long resets the backoff
 constexpr milliseconds kStopTimeout{5000};  // then SIGKILL
 constexpr std::size_t kMaxLine = 64 * 1024;
+constexpr std::size_t kEventRingRecords = 8192;  // the sink's default queue
 
 std::string signal_name(int signal_number) {
   const char* abbrev = sigabbrev_np(signal_number);
-  return abbrev != nullptr ? std::string("SIG") + abbrev : "signal " + std::to_string(signal_number);
+  return abbrev != nullptr ? std::string("SIG") + abbrev
+                           : "signal " + std::to_string(signal_number);
 }
 
 // The binary's identity: a new file at the same path is a new binary.
@@ -61,7 +64,7 @@ struct FileIdentity {
 };
 
 FileIdentity identity_of(const std::string& path) {
-  struct stat st{};
+  struct stat st {};
   if (::stat(path.c_str(), &st) != 0) return {};
   return {st.st_dev, st.st_ino,
           static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec};
@@ -79,6 +82,7 @@ struct Proxy {
   Role role = Role::serving;
   UniqueFd output;  // the proxy's stderr
   UniqueFd ready;   // one byte once it serves
+  UniqueFd events;  // its shared event ring: what it queued and had not written
   bool is_ready = false;
   Clock::time_point started{};
   Clock::time_point stop_sent{};
@@ -145,6 +149,7 @@ class Supervisor {
   ssize_t read_output(Cell& cell, Proxy& proxy);
   void on_ready(Cell& cell, Proxy& proxy);
   void ask_to_stop(Proxy& proxy);
+  void write_queued_events(const Cell& cell, const Proxy& proxy, int status);
   void forget(Proxy& proxy);
   void run_timers();
   int next_timeout() const;
@@ -248,35 +253,40 @@ bool Supervisor::spawn(Cell& cell, Role role) {
   fcntl(output_read.get(), F_SETFL, O_NONBLOCK);
   fcntl(ready_read.get(), F_SETFL, O_NONBLOCK);
   UniqueFd config(memfd_create("dnsgate-cell", MFD_CLOEXEC));
-  if (!config.valid() ||
-      write(config.get(), cell.text.data(), cell.text.size()) !=
-          static_cast<ssize_t>(cell.text.size())) {
+  if (!config.valid() || write(config.get(), cell.text.data(), cell.text.size()) !=
+                             static_cast<ssize_t>(cell.text.size())) {
     spdlog::error("cell {}: cannot pass the config: {}", cell.name, std::strerror(errno));
     return false;
   }
   UniqueFd events;
   if (cell.config.events.sink == EventSinkKind::file) {
-    events = UniqueFd(::open(cell.config.events.path.c_str(),
-                             O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640));
+    events = UniqueFd(
+        ::open(cell.config.events.path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640));
     if (!events.valid()) {
       spdlog::error("cell {}: cannot open the events file {}: {}", cell.name,
                     cell.config.events.path, std::strerror(errno));
       return false;
     }
   }
+  std::string ring_error;
+  UniqueFd ring(create_event_ring(kEventRingRecords, ring_error));
+  if (!ring.valid()) {
+    spdlog::error("cell {}: {}", cell.name, ring_error);
+    return false;
+  }
   const auto number = [](const UniqueFd& fd) { return std::to_string(fd.get()); };
-  std::vector<std::string> args = {options_.binary, "cell",
-                                   "--name",        cell.name,
-                                   "--config-fd",   number(config),
-                                   "--ready-fd",    number(ready_write)};
+  std::vector<std::string> args = {
+      options_.binary,   "cell",         "--name",     cell.name,
+      "--config-fd",     number(config), "--ready-fd", number(ready_write),
+      "--event-ring-fd", number(ring)};
   if (cell.udp.valid()) args.insert(args.end(), {"--udp-fd", number(cell.udp)});
   if (cell.tcp.valid()) args.insert(args.end(), {"--tcp-fd", number(cell.tcp)});
   if (events.valid()) args.insert(args.end(), {"--events-fd", number(events)});
   std::vector<char*> argv;
   for (std::string& arg : args) argv.push_back(arg.data());
   argv.push_back(nullptr);
-  const int inherited[] = {config.get(), ready_write.get(), cell.udp.get(), cell.tcp.get(),
-                           events.get()};
+  const int inherited[] = {config.get(),   ready_write.get(), cell.udp.get(),
+                           cell.tcp.get(), events.get(),      ring.get()};
 
   const pid_t pid = fork();
   if (pid < 0) {
@@ -310,6 +320,7 @@ bool Supervisor::spawn(Cell& cell, Role role) {
   proxy.started = Clock::now();
   proxy.output = std::move(output_read);
   proxy.ready = std::move(ready_read);
+  proxy.events = std::move(ring);
   watch(proxy.output.get(), cell.name, pid, false);
   watch(proxy.ready.get(), cell.name, pid, true);
   cell.proxies.push_back(std::move(proxy));
@@ -427,6 +438,33 @@ void Supervisor::reload() {
   }
 }
 
+// A proxy that did not close its sink (killed, crashed) may have left
+// events in its ring: they are the audit trail of queries it handled, so
+// the supervisor writes them.
+void Supervisor::write_queued_events(const Cell& cell, const Proxy& proxy, int status) {
+  if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return;  // it drained its queue itself
+  UniqueFd file;
+  int output = STDOUT_FILENO;
+  if (cell.config.events.sink == EventSinkKind::file) {
+    file = UniqueFd(
+        ::open(cell.config.events.path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640));
+    if (!file.valid()) {
+      spdlog::error("cell {}: cannot open {} for the events proxy {} left: {}", cell.name,
+                    cell.config.events.path, proxy.pid, std::strerror(errno));
+      return;
+    }
+    output = file.get();
+  }
+  std::string error;
+  const std::size_t written = recover_event_ring(proxy.events.get(), cell.config, output, error);
+  if (!error.empty()) {
+    spdlog::error("cell {}: the events proxy {} left: {}", cell.name, proxy.pid, error);
+  } else if (written > 0) {
+    spdlog::info("cell {}: wrote {} event{} proxy {} had queued", cell.name, written,
+                 written == 1 ? "" : "s", proxy.pid);
+  }
+}
+
 void Supervisor::ask_to_stop(Proxy& proxy) {
   if (proxy.stop_requested) return;
   proxy.stop_requested = true;
@@ -475,8 +513,7 @@ ssize_t Supervisor::read_output(Cell& cell, Proxy& proxy) {
     std::fprintf(stderr, "cell %s[%d]: %s\n", cell.name.c_str(), proxy.pid, line.c_str());
   }
   if (proxy.partial.size() > kMaxLine) {
-    std::fprintf(stderr, "cell %s[%d]: %s\n", cell.name.c_str(), proxy.pid,
-                 proxy.partial.c_str());
+    std::fprintf(stderr, "cell %s[%d]: %s\n", cell.name.c_str(), proxy.pid, proxy.partial.c_str());
     proxy.partial.clear();
   }
   return got;
@@ -488,6 +525,7 @@ void Supervisor::on_child_exit(Cell& cell, pid_t pid, int status) {
   // What it wrote last (its stats line), before its pipe goes away.
   while (read_output(cell, *proxy) > 0) {
   }
+  write_queued_events(cell, *proxy, status);
   const bool asked = proxy->stop_requested;
   const Role role = proxy->role;
   const auto ran = Clock::now() - proxy->started;
@@ -508,8 +546,7 @@ void Supervisor::on_child_exit(Cell& cell, pid_t pid, int status) {
   // An unexpected death: a crash unless it was a clean exit.
   if (!(WIFEXITED(status) && WEXITSTATUS(status) == 0)) ++cell.crashes;
   if (role == Role::replacement) {
-    spdlog::error("cell {}: the new proxy died before it served; the running one stays",
-                  cell.name);
+    spdlog::error("cell {}: the new proxy died before it served; the running one stays", cell.name);
     return;
   }
   if (cell.with_role(Role::replacement) != nullptr) return;  // it takes over when ready
@@ -524,9 +561,8 @@ void Supervisor::end_cell(const Cell& cell) {
   spdlog::info("cell {}: stopped", cell.name);
   if (!stopping_) {
     ended_.push_back("{\"cell\":\"" + cell.name + "\",\"starts\":" + std::to_string(cell.starts) +
-                     ",\"restarts\":" + std::to_string(cell.restarts) +
-                     ",\"crashes\":" + std::to_string(cell.crashes) +
-                     ",\"stats\":" + cell.last_stats + "}");
+                     ",\"restarts\":" + std::to_string(cell.restarts) + ",\"crashes\":" +
+                     std::to_string(cell.crashes) + ",\"stats\":" + cell.last_stats + "}");
     const std::string name = cell.name;
     const std::string file = cell.file;
     cells_.erase(name);
@@ -672,10 +708,10 @@ int Supervisor::run() {
 
   std::array<epoll_event, 32> ready{};
   while (!(stopping_ && std::all_of(cells_.begin(), cells_.end(), [](const auto& entry) {
-    return entry.second->proxies.empty();
-  }))) {
-    const int count = epoll_wait(epoll_.get(), ready.data(), static_cast<int>(ready.size()),
-                                 next_timeout());
+             return entry.second->proxies.empty();
+           }))) {
+    const int count =
+        epoll_wait(epoll_.get(), ready.data(), static_cast<int>(ready.size()), next_timeout());
     for (int i = 0; i < std::max(count, 0); ++i) {
       if (ready[i].data.u64 == 0) {
         on_signal();

@@ -23,8 +23,9 @@ struct CellDescriptors {
   int config = -1;  // the cell file's text, as the supervisor checked it
   int udp = -1;
   int tcp = -1;
-  int events = -1;  // the events file, opened by the supervisor (file sink only)
-  int ready = -1;   // one byte is written here once the proxy serves
+  int events = -1;      // the events file, opened by the supervisor (file sink only)
+  int ready = -1;       // one byte is written here once the proxy serves
+  int event_ring = -1;  // the shared event ring (create_event_ring)
 };
 
 }  // namespace dnsgate::spawn
