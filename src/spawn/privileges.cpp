@@ -19,8 +19,9 @@ std::optional<UserIds> resolve_user(const std::string& user, std::string& error)
   uid_t numeric = 0;
   const auto [end, parse] = std::from_chars(user.data(), user.data() + user.size(), numeric);
   const bool is_number = parse == std::errc{} && end == user.data() + user.size();
-  const int status = is_number ? getpwuid_r(numeric, &entry, buffer.data(), buffer.size(), &found)
-                               : getpwnam_r(user.c_str(), &entry, buffer.data(), buffer.size(), &found);
+  const int status = is_number
+                         ? getpwuid_r(numeric, &entry, buffer.data(), buffer.size(), &found)
+                         : getpwnam_r(user.c_str(), &entry, buffer.data(), buffer.size(), &found);
   if (status != 0 || found == nullptr) {
     error = "no user \"" + user + "\" on this system";
     return std::nullopt;
