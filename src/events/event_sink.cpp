@@ -69,8 +69,9 @@ struct SharedRingHeader {
   std::uint64_t magic;
   std::uint64_t capacity;
   std::uint64_t slot_size;
-  std::uint64_t head;   // mirrors State::head and State::count, updated under
-  std::uint64_t count;  // the queue lock
+  std::uint64_t head;     // mirrors State::head and State::count, updated under
+  std::uint64_t count;    // the queue lock
+  std::uint64_t writing;  // 1 while the writer is inside write(2): a line may be cut
 };
 constexpr std::uint64_t kRingMagic = 0x676e697274616764;  // "dgatring"
 
@@ -112,6 +113,9 @@ class RecordSlots {
     if (header_ == nullptr) return;
     header_->head = head;
     header_->count = count;
+  }
+  void writing(bool inside) noexcept {
+    if (header_ != nullptr) header_->writing = inside ? 1 : 0;
   }
 
  private:
@@ -278,7 +282,10 @@ void CloudEventSink::State::run_writer() noexcept {
     }
 
     in_output.store(true, std::memory_order_relaxed);
+    ring->writing(true);
     const std::size_t octets = write_fully(lines);
+    // Still "writing" after a failed write that stopped inside a line.
+    ring->writing(octets != lines.size() && octets > 0 && lines[octets - 1] != '\n');
     in_output.store(false, std::memory_order_relaxed);
 
     // The slots go back only once their lines are out: a proxy killed in
@@ -483,7 +490,7 @@ int create_event_ring(std::size_t capacity, std::string& error) {
     return -1;
   }
   // Sparse: pages are made only as slots are used.
-  const SharedRingHeader header{kRingMagic, capacity, sizeof(RingSlot), 0, 0};
+  const SharedRingHeader header{kRingMagic, capacity, sizeof(RingSlot), 0, 0, 0};
   if (ftruncate(fd, static_cast<off_t>(shared_ring_octets(capacity))) != 0 ||
       pwrite(fd, &header, sizeof header, 0) != static_cast<ssize_t>(sizeof header)) {
     error = std::string("event ring: ") + std::strerror(errno);
@@ -516,11 +523,16 @@ std::size_t recover_event_ring(int ring_fd, const DnsProxyConfig& config, int ou
     munmap(mapped, octets);
     return 0;
   }
-  // A line cut short by the kill ends the file: the next starts on its own line.
+  // A line cut short by the kill ends the output: the next starts on its
+  // own line. A file says so by its last octet; a pipe only by the flag.
   std::string lines;
-  if (struct stat out{}; fstat(output, &out) == 0 && S_ISREG(out.st_mode) && out.st_size > 0) {
+  if (struct stat out{}; fstat(output, &out) == 0 && S_ISREG(out.st_mode)) {
     char last = '\n';
-    if (pread(output, &last, 1, out.st_size - 1) == 1 && last != '\n') lines += '\n';
+    if (out.st_size > 0 && pread(output, &last, 1, out.st_size - 1) == 1 && last != '\n') {
+      lines += '\n';
+    }
+  } else if (header->writing != 0) {
+    lines += '\n';
   }
   CloudEventFormatter formatter(config.cell);
   EventIdGenerator ids;
