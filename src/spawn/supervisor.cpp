@@ -44,7 +44,10 @@ using std::chrono::milliseconds;
 
 constexpr milliseconds kFirstBackoff{100};
 constexpr milliseconds kMaxBackoff{10000};
-constexpr milliseconds kStableRun{10000};   // a proxy up this long resets the backoff
+// A proxy that served this long before it died is restarted at once (the
+// queries waiting in its socket want an answer now); one that dies sooner
+// is crash-looping and waits kFirstBackoff, doubling up to kMaxBackoff.
+constexpr milliseconds kStableRun{1000};
 constexpr milliseconds kStopTimeout{5000};  // then SIGKILL
 constexpr std::size_t kMaxLine = 64 * 1024;
 constexpr std::size_t kEventRingRecords = 8192;  // the sink's default queue
@@ -550,9 +553,15 @@ void Supervisor::on_child_exit(Cell& cell, pid_t pid, int status) {
     return;
   }
   if (cell.with_role(Role::replacement) != nullptr) return;  // it takes over when ready
-  if (ran >= kStableRun) cell.backoff = kFirstBackoff;
-  cell.restart_at = Clock::now() + cell.backoff;
   ++cell.restarts;
+  if (ran >= kStableRun) {
+    cell.backoff = kFirstBackoff;
+    spdlog::warn("cell {}: restart {} in 0 ms", cell.name, cell.restarts);
+    cell.restart_at.reset();
+    if (!spawn(cell, Role::serving)) cell.restart_at = Clock::now() + cell.backoff;
+    return;
+  }
+  cell.restart_at = Clock::now() + cell.backoff;
   spdlog::warn("cell {}: restart {} in {} ms", cell.name, cell.restarts, cell.backoff.count());
   cell.backoff = std::min(cell.backoff * 2, kMaxBackoff);
 }
