@@ -267,7 +267,7 @@ Evaluation Validator::prove_negative(const Message& answer, DnameView sname, boo
                                      std::uint32_t now) {
   std::vector<RrSet> sets = rrsets_of(answer, Section::authority);
   DenialRecords records;
-  const Evaluation gathered = denial_records(answer, sets, records, now);
+  Evaluation gathered = denial_records(answer, sets, records, now);
   if (!gathered.done || gathered.verdict.state != DnssecState::secure) return gathered;
   if (records.nsec.empty() && records.nsec3.empty()) {
     Evaluation zone = zone_of(sname, now);
@@ -286,7 +286,7 @@ Evaluation Validator::prove_wildcard(const Message& answer, DnameView sname, std
                                      std::uint32_t now) {
   std::vector<RrSet> sets = rrsets_of(answer, Section::authority);
   DenialRecords records;
-  const Evaluation gathered = denial_records(answer, sets, records, now);
+  Evaluation gathered = denial_records(answer, sets, records, now);
   if (!gathered.done || gathered.verdict.failed()) return gathered;
   if (records.nsec.empty() && records.nsec3.empty()) {
     return Evaluation::finished(
@@ -386,7 +386,7 @@ Evaluation Validator::check_answer(const Message& answer, std::uint32_t now) {
     merge(overall, signed_set.evaluation.verdict);
   }
   if (!answered) {
-    const Evaluation negative = prove_negative(answer, sname, rcode == 3, now);
+    Evaluation negative = prove_negative(answer, sname, rcode == 3, now);
     if (!negative.done || negative.verdict.failed()) return negative;
     merge(overall, negative.verdict);
   }

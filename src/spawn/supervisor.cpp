@@ -49,7 +49,7 @@ constexpr milliseconds kMaxBackoff{10000};
 // is crash-looping and waits kFirstBackoff, doubling up to kMaxBackoff.
 constexpr milliseconds kStableRun{1000};
 constexpr milliseconds kStopTimeout{5000};  // then SIGKILL
-constexpr std::size_t kMaxLine = 64 * 1024;
+constexpr std::size_t kMaxLine = std::size_t{64} * 1024;
 constexpr std::size_t kEventRingRecords = 8192;  // the sink's default queue
 
 std::string signal_name(int signal_number) {
@@ -286,6 +286,7 @@ bool Supervisor::spawn(Cell& cell, Role role) {
   if (cell.tcp.valid()) args.insert(args.end(), {"--tcp-fd", number(cell.tcp)});
   if (events.valid()) args.insert(args.end(), {"--events-fd", number(events)});
   std::vector<char*> argv;
+  argv.reserve(args.size() + 1);
   for (std::string& arg : args) argv.push_back(arg.data());
   argv.push_back(nullptr);
   const int inherited[] = {config.get(),   ready_write.get(), cell.udp.get(),
@@ -382,6 +383,7 @@ void Supervisor::reload() {
   spdlog::info("SIGHUP: reading {} again", options_.cells_dir);
   const std::vector<std::string> files = cell_files();
   std::vector<std::string> names;
+  names.reserve(files.size());
   for (const std::string& file : files) names.push_back(cell_name_of(file));
   for (auto& [name, cell] : cells_) {
     if (cell->removing || std::find(names.begin(), names.end(), name) != names.end()) continue;
