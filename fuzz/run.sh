@@ -21,7 +21,7 @@ targets=(parser_fuzz allowlist_fuzz upstream_response_fuzz config_fuzz stream_an
 
 command -v "$cxx" >/dev/null || { echo "$cxx not found: run scripts/install-deps.sh" >&2; exit 1; }
 
-cmake -S "$repo" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+cmake -S "$repo" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDNSGATE_WERROR=ON \
   -DCMAKE_CXX_COMPILER="$cxx" -DDNSGATE_BUILD_FUZZ=ON \
   -DDNSGATE_BUILD_TESTS=OFF -DDNSGATE_BUILD_BENCH=OFF >/dev/null
 cmake --build "$build" --target fuzzers -j "$(nproc)"

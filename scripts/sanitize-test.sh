@@ -14,7 +14,7 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 build=${ASAN_BUILD_DIR:-$repo/build-asan}
 jobs=${JOBS:-$(nproc)}
 
-cmake -S "$repo" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+cmake -S "$repo" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDNSGATE_WERROR=ON \
   -DDNSGATE_SANITIZE=ON -DDNSGATE_BUILD_BENCH=OFF >/dev/null
 cmake --build "$build" -j "$jobs"
 
