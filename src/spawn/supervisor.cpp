@@ -570,16 +570,28 @@ void Supervisor::on_child_exit(Cell& cell, pid_t pid, int status) {
 
 void Supervisor::end_cell(const Cell& cell) {
   spdlog::info("cell {}: stopped", cell.name);
-  if (!stopping_) {
-    ended_.push_back("{\"cell\":\"" + cell.name + "\",\"starts\":" + std::to_string(cell.starts) +
-                     ",\"restarts\":" + std::to_string(cell.restarts) + ",\"crashes\":" +
-                     std::to_string(cell.crashes) + ",\"stats\":" + cell.last_stats + "}");
-    const std::string name = cell.name;
-    const std::string file = cell.file;
+  if (stopping_) return;
+  const std::string name = cell.name;
+  const std::string file = cell.file;
+  // A cell stopped to be rebound (new namespace or listeners) starts again
+  // and keeps its counters: one cell, one entry in the final summary.
+  if (std::filesystem::exists(file)) {
+    const std::uint64_t starts = cell.starts;
+    const std::uint64_t restarts = cell.restarts;
+    const std::uint64_t crashes = cell.crashes;
     cells_.erase(name);
-    // A cell stopped to be rebound (new namespace or listeners) starts again.
-    if (std::filesystem::exists(file)) start_cell(file);
+    start_cell(file);
+    if (const auto again = cells_.find(name); again != cells_.end()) {
+      again->second->starts += starts;
+      again->second->restarts += restarts;
+      again->second->crashes += crashes;
+    }
+    return;
   }
+  ended_.push_back("{\"cell\":\"" + cell.name + "\",\"starts\":" + std::to_string(cell.starts) +
+                   ",\"restarts\":" + std::to_string(cell.restarts) + ",\"crashes\":" +
+                   std::to_string(cell.crashes) + ",\"stats\":" + cell.last_stats + "}");
+  cells_.erase(name);
 }
 
 void Supervisor::reap() {
