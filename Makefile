@@ -48,11 +48,14 @@ integration: build
 # The side-by-side benchmark (knotd direct, dnsgate, dnsdist, dnsmasq) and the
 # micro-benchmark, then the DNSSEC mode (bench/dnssec.sh: validation off and
 # on, and memory over 100,000 signed names); writes its tables to
-# docs/performance.md. About 23 minutes.
+# docs/performance.md; then bench/supervisor.sh (root: upgrades and kill -9
+# under load in a cell's namespace, 50 idle cells; its table is copied into
+# docs/performance.md by hand). About 28 minutes.
 .PHONY: bench
 bench: build
 	bash bench/run.sh $(BUILD_DIR)/dnsgate
 	bash bench/dnssec.sh $(BUILD_DIR)/dnsgate
+	bash bench/supervisor.sh $(BUILD_DIR)/dnsgate
 
 format:
 	clang-format -i $$(git ls-files '*.cpp' '*.hpp')
