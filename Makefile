@@ -84,3 +84,6 @@ install:
 	  chmod 0644 $(DESTDIR)$(UNITDIR)/$$unit || exit 1; \
 	done
 	install -m 0644 dist/systemd/example.yaml $(DESTDIR)$(DOCDIR)/example.yaml
+	install -d $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/man/man5
+	install -m 0644 man/dnsgate.1 $(DESTDIR)$(PREFIX)/share/man/man1/dnsgate.1
+	install -m 0644 man/dnsgate.yaml.5 $(DESTDIR)$(PREFIX)/share/man/man5/dnsgate.yaml.5

@@ -25,6 +25,7 @@ packages=(
   knot knot-dnsutils dnsutils dnsperf
   python3-dnspython python3-pytest
   musl-tools  # test_conformance.py: musl's stub resolver, as Alpine workloads have it
+  mandoc  # test_man_pages.py: lints and renders the man pages (man/, mdoc)
   nodejs npm
   # DoT/DoH/DoQ test peers: certtool for test certificates, Unbound and dnsdist
   # serve DoT and DoH, python3-h2 scripts faulty HTTP/2 servers, and Go with
