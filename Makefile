@@ -66,8 +66,10 @@ clean:
 # `make install` copies what `make build` made, builds nothing: the binary to
 # $(PREFIX)/bin, the systemd units (dist/systemd, ExecStart= pointed at that
 # binary) to $(PREFIX)/lib/systemd/system, which systemd reads for
-# PREFIX=/usr/local and /usr alike, and an example cell config to
-# $(PREFIX)/share/doc/dnsgate. DESTDIR stages the tree (for a package).
+# PREFIX=/usr/local and /usr alike, an example cell config to
+# $(PREFIX)/share/doc/dnsgate, and the man pages dnsgate(1) and
+# dnsgate.yaml(5) (man/) to $(PREFIX)/share/man. DESTDIR stages the tree
+# (for a package).
 # docs/running.md, "systemd: socket activation".
 PREFIX ?= /usr/local
 BINDIR ?= $(PREFIX)/bin

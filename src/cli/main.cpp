@@ -14,6 +14,7 @@
 #include <utility>
 #include <variant>
 
+#include "cli/report_command.hpp"
 #include "cli/supervise_commands.hpp"
 #include "cli/systemd.hpp"
 #include "dnsgate/config.hpp"
@@ -215,16 +216,7 @@ int run_command(const std::string& config_path, bool seccomp) {
   const dnsgate::DnsProxyStats stats = dnsgate::run_proxy(
       config, {udp_listener.get(), tcp_listener.get(), udp_upstream.get()}, *sink, stop_requested);
   notifier.stopping();  // sent already if a signal stopped the loop
-  sink->close();
-  if (sink->write_errors() > 0) {
-    spdlog::warn("{} events could not be written to the sink", sink->write_errors());
-  }
-  spdlog::info("stopped");
-  spdlog::default_logger()->flush();
-
-  // The stats line is bare JSON, not a log line, so a supervisor can parse it.
-  std::fprintf(stderr, "%s\n", stats.to_json().c_str());
-  std::fflush(stderr);
+  dnsgate::cli::report_stop(*sink, stats);
   return kExitOk;
 }
 
@@ -272,6 +264,8 @@ int dnsgate_main(int argc, char** argv) {
   cell->add_option("--tcp-fd", cell_fds.tcp);
   cell->add_option("--events-fd", cell_fds.events);
   cell->add_option("--event-ring-fd", cell_fds.event_ring);
+  dnsgate::cli::ReportArgs report_args;
+  CLI::App* report = dnsgate::cli::add_report_command(app, report_args);
 
   try {
     app.parse(argc, argv);
@@ -286,6 +280,7 @@ int dnsgate_main(int argc, char** argv) {
     if (run->parsed()) return run_command(config_path, run_seccomp);
     if (check->parsed()) return check_command(config_path);
     if (supervise->parsed()) return dnsgate::cli::supervise_command(cells_dir, proxy_binary);
+    if (report->parsed()) return dnsgate::cli::report_command(report_args);
     if (cell->parsed()) {
       std::string error;
       if (!install_stop_handlers(error)) {

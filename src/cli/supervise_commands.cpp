@@ -116,15 +116,19 @@ int cell_command(const std::string& name, const spawn::CellDescriptors& fds,
   }
   const DnsProxyStats stats =
       run_proxy(config, {fds.udp, fds.tcp, udp_upstream.get()}, *sink, stop_requested);
-  sink->close();
-  if (sink->write_errors() > 0) {
-    spdlog::warn("{} events could not be written to the sink", sink->write_errors());
+  report_stop(*sink, stats);
+  return kExitOk;
+}
+
+void report_stop(CloudEventSink& sink, const DnsProxyStats& stats) {
+  sink.close();
+  if (sink.write_errors() > 0) {
+    spdlog::warn("{} events could not be written to the sink", sink.write_errors());
   }
   spdlog::info("stopped");
   spdlog::default_logger()->flush();
   std::fprintf(stderr, "%s\n", stats.to_json().c_str());
   std::fflush(stderr);
-  return kExitOk;
 }
 
 }  // namespace dnsgate::cli

@@ -5,6 +5,8 @@
 #include <atomic>
 #include <string>
 
+#include "dnsgate/event_sink.hpp"
+#include "dnsgate/proxy.hpp"
 #include "spawn/supervisor.hpp"
 
 namespace dnsgate::cli {
@@ -16,5 +18,10 @@ int supervise_command(const std::string& cells_dir, const std::string& binary);
 // passed, in the namespace and as the user it set, under seccomp.
 int cell_command(const std::string& name, const spawn::CellDescriptors& fds,
                  const std::atomic<bool>& stop_requested);
+
+// The end of `run` and `cell` alike: the sink drained and closed, its
+// write errors logged, then the stats line on stderr, bare JSON and last,
+// so a supervisor can parse it.
+void report_stop(CloudEventSink& sink, const DnsProxyStats& stats);
 
 }  // namespace dnsgate::cli
