@@ -11,6 +11,7 @@ Built on dnsgate_testlib without changing it.
 
 from __future__ import annotations
 
+import pytest
 import contextlib
 import ctypes
 import json
@@ -735,3 +736,16 @@ class Rig:
             if ns.path.exists():
                 problems.append(f"namespace {ns.name} still exists")
         return problems
+
+
+def rig_for_test(tmp_path):
+    """The body of the test modules' `rig` fixture
+    (`rig = pytest.fixture(rig_for_test)`): a Rig for one test; at the end
+    every problem its close() found fails the test."""
+    r = Rig(tmp_path)
+    try:
+        yield r
+    finally:
+        problems = r.close()
+    if problems:
+        pytest.fail("\n".join(problems), pytrace=False)

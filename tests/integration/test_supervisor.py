@@ -29,22 +29,12 @@ import pytest
 from dnsgate_testlib import PROBE_NAME, check_envelope, dnsgate_bin, make_query, run_cli, socket_inodes_of, udp_exchange
 from netns_lib import (
     PacedLoad, Rig, alive, cell_text, check_proxy_stats, final_cell, host_netns_id, netns_id_of_pid, nobody_uid,
-    proc_status, wait_dead,
+    proc_status, rig_for_test, wait_dead,
 )
 
 NOERROR, REFUSED = dns.rcode.NOERROR, dns.rcode.REFUSED
+rig = pytest.fixture(rig_for_test)
 ZERO_CAPS = "0000000000000000"
-
-
-@pytest.fixture
-def rig(tmp_path):
-    r = Rig(tmp_path)
-    try:
-        yield r
-    finally:
-        problems = r.close()
-    if problems:
-        pytest.fail("\n".join(problems), pytrace=False)
 
 
 def a_records(reply) -> list[str]:

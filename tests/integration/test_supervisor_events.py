@@ -20,25 +20,13 @@ import subprocess
 import threading
 import time
 
-import dns.message
-import dns.rcode
 import pytest
 
 from dnsgate_testlib import dnsgate_bin, make_query, udp_exchange
-from netns_lib import Rig, require_root, wait_dead
+from netns_lib import require_root, rig_for_test, wait_dead
 
 QUERIES = 1500
-
-
-@pytest.fixture
-def rig(tmp_path):
-    r = Rig(tmp_path)
-    try:
-        yield r
-    finally:
-        problems = r.close()
-    if problems:
-        pytest.fail("\n".join(problems), pytrace=False)
+rig = pytest.fixture(rig_for_test)
 
 
 def wait_for(path, pattern: re.Pattern, timeout: float = 10.0) -> re.Match:
