@@ -14,6 +14,7 @@
 #include <utility>
 #include <variant>
 
+#include "cli/report_command.hpp"
 #include "cli/supervise_commands.hpp"
 #include "cli/systemd.hpp"
 #include "dnsgate/config.hpp"
@@ -263,6 +264,8 @@ int dnsgate_main(int argc, char** argv) {
   cell->add_option("--tcp-fd", cell_fds.tcp);
   cell->add_option("--events-fd", cell_fds.events);
   cell->add_option("--event-ring-fd", cell_fds.event_ring);
+  dnsgate::cli::ReportArgs report_args;
+  CLI::App* report = dnsgate::cli::add_report_command(app, report_args);
 
   try {
     app.parse(argc, argv);
@@ -277,6 +280,7 @@ int dnsgate_main(int argc, char** argv) {
     if (run->parsed()) return run_command(config_path, run_seccomp);
     if (check->parsed()) return check_command(config_path);
     if (supervise->parsed()) return dnsgate::cli::supervise_command(cells_dir, proxy_binary);
+    if (report->parsed()) return dnsgate::cli::report_command(report_args);
     if (cell->parsed()) {
       std::string error;
       if (!install_stop_handlers(error)) {
