@@ -51,6 +51,30 @@ constexpr std::chrono::milliseconds kGatherDelay{5};
 // O_NONBLOCK on) to drain before trying again.
 constexpr int kWritablePollMs = 100;
 
+// Writes `lines` whole to `fd`, waiting out EINTR and a non-blocking
+// output that is full; returns the octets written before an error (EPIPE,
+// ENOSPC, EIO, ...), which the caller accounts for.
+std::size_t write_all(int fd, std::string_view lines) noexcept {
+  std::size_t done = 0;
+  while (done < lines.size()) {
+    const ssize_t n = ::write(fd, lines.data() + done, lines.size() - done);
+    if (n > 0) {
+      done += static_cast<std::size_t>(n);
+      continue;
+    }
+    if (n < 0 && errno == EINTR) {
+      continue;
+    }
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      pollfd writable{fd, POLLOUT, 0};
+      ::poll(&writable, 1, kWritablePollMs);
+      continue;
+    }
+    return done;
+  }
+  return done;
+}
+
 }  // namespace
 
 // One queued record, and the event id the writer gave it once it formatted
@@ -182,24 +206,7 @@ struct CloudEventSink::State {
 };
 
 std::size_t CloudEventSink::State::write_fully(std::string_view lines) noexcept {
-  std::size_t done = 0;
-  while (done < lines.size()) {
-    const ssize_t n = ::write(fd, lines.data() + done, lines.size() - done);
-    if (n > 0) {
-      done += static_cast<std::size_t>(n);
-      continue;
-    }
-    if (n < 0 && errno == EINTR) {
-      continue;
-    }
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-      pollfd writable{fd, POLLOUT, 0};
-      ::poll(&writable, 1, kWritablePollMs);
-      continue;
-    }
-    return done;  // EPIPE, ENOSPC, EIO, ...: the caller counts what was lost
-  }
-  return done;
+  return write_all(fd, lines);
 }
 
 void CloudEventSink::State::account_failed_write(std::string_view lines, std::size_t octets_written,
@@ -559,15 +566,9 @@ std::size_t recover_event_ring(int ring_fd, const DnsProxyConfig& config, int ou
     ++recovered;
   }
   munmap(mapped, octets);
-  std::size_t done = 0;
-  while (done < lines.size()) {
-    const ssize_t n = ::write(output, lines.data() + done, lines.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      error = std::string("writing the recovered events: ") + std::strerror(errno);
-      return 0;
-    }
-    done += static_cast<std::size_t>(n);
+  if (write_all(output, lines) != lines.size()) {
+    error = std::string("writing the recovered events: ") + std::strerror(errno);
+    return 0;
   }
   return recovered;
 }

@@ -223,12 +223,7 @@ void ProxyLoop::wait_for_chain(InflightQuery& waiter, const dnssec::ChainNeed& n
     std::vector<std::pair<std::uint16_t, std::uint32_t>> waiters = std::move(entry->second.waiters);
     fetches_.erase(entry);
     validator_->fetch_failed(need, validator_now(now));
-    for (const auto& [id, serial] : waiters) {
-      InflightQuery* slot = table_.find(id);
-      if (slot == nullptr || slot->serial != serial || !slot->awaiting_chain) continue;
-      slot->awaiting_chain = false;
-      evaluate_held(*slot, now);
-    }
+    resume(waiters, now);
     return;
   }
   fetch->role = InflightQuery::Role::chain_fetch;
@@ -287,7 +282,13 @@ void ProxyLoop::end_fetch(InflightQuery& fetch, bool resume_waiters, const Clock
     fetches_.erase(entry);
   }
   release(fetch);
-  if (!resume_waiters) return;
+  if (resume_waiters) resume(waiters, now);
+}
+
+// Judges again the answers that waited on a fetch now over; a slot freed
+// (its deadline passed) and reused since is told apart by its serial.
+void ProxyLoop::resume(const std::vector<std::pair<std::uint16_t, std::uint32_t>>& waiters,
+                       const Clock& now) {
   for (const auto& [id, serial] : waiters) {
     InflightQuery* slot = table_.find(id);
     if (slot == nullptr || slot->serial != serial || !slot->awaiting_chain) continue;

@@ -161,6 +161,8 @@ class ProxyLoop {
                     const dnssec::Verdict& verdict, const Clock& now);
   void wait_for_chain(InflightQuery& waiter, const dnssec::ChainNeed& need, const Clock& now);
   void end_fetch(InflightQuery& fetch, bool resume_waiters, const Clock& now);
+  void resume(const std::vector<std::pair<std::uint16_t, std::uint32_t>>& waiters,
+              const Clock& now);
   std::uint32_t validator_now(const Clock& now) const;
 
   const DnsProxyConfig& config_;
