@@ -31,18 +31,13 @@
 #include "dnsgate/config.hpp"
 #include "dnsgate/event_sink.hpp"
 #include "dnsgate/socket.hpp"
-#include "spawn/netns.hpp"
+#include "spawn/cell.hpp"
 #include "spawn/privileges.hpp"
-#include "upstream/tls_client.hpp"
 
 namespace dnsgate::spawn {
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
-using std::chrono::milliseconds;
-
-constexpr milliseconds kFirstBackoff{100};
 constexpr milliseconds kMaxBackoff{10000};
 // A proxy that served this long before it died is restarted at once (the
 // queries waiting in its socket want an answer now); one that dies sooner
@@ -58,73 +53,10 @@ std::string signal_name(int signal_number) {
                            : "signal " + std::to_string(signal_number);
 }
 
-// The binary's identity: a new file at the same path is a new binary.
-struct FileIdentity {
-  dev_t device = 0;
-  ino_t inode = 0;
-  std::int64_t mtime_ns = 0;
-  bool operator==(const FileIdentity&) const = default;
-};
-
-FileIdentity identity_of(const std::string& path) {
-  struct stat st {};
-  if (::stat(path.c_str(), &st) != 0) return {};
-  return {st.st_dev, st.st_ino,
-          static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec};
-}
-
 void set_cloexec(int fd, bool on) {
   const int flags = fcntl(fd, F_GETFD);
   if (flags >= 0) fcntl(fd, F_SETFD, on ? flags | FD_CLOEXEC : flags & ~FD_CLOEXEC);
 }
-
-enum class Role : std::uint8_t { serving, replacement, retiring };
-
-struct Proxy {
-  pid_t pid = -1;
-  Role role = Role::serving;
-  UniqueFd output;  // the proxy's stderr
-  UniqueFd ready;   // one byte once it serves
-  UniqueFd events;  // its shared event ring: what it queued and had not written
-  bool is_ready = false;
-  Clock::time_point started{};
-  Clock::time_point stop_sent{};
-  bool stop_requested = false;
-  std::string partial;
-};
-
-struct Cell {
-  std::string name;  // the file's base name
-  std::string file;
-  std::string text;  // the file as checked
-  DnsProxyConfig config;
-  UserIds user;
-  FileIdentity binary;
-  UniqueFd netns;
-  UniqueFd udp;
-  UniqueFd tcp;
-  std::vector<Proxy> proxies;
-  std::uint64_t starts = 0;
-  std::uint64_t restarts = 0;
-  std::uint64_t crashes = 0;
-  milliseconds backoff = kFirstBackoff;
-  std::optional<Clock::time_point> restart_at;
-  std::string last_stats = "null";
-  bool removing = false;  // stopped for good once its proxies are gone
-
-  Proxy* with_role(Role role) {
-    for (Proxy& proxy : proxies) {
-      if (proxy.role == role) return &proxy;
-    }
-    return nullptr;
-  }
-  Proxy* by_pid(pid_t pid) {
-    for (Proxy& proxy : proxies) {
-      if (proxy.pid == pid) return &proxy;
-    }
-    return nullptr;
-  }
-};
 
 // What an epoll event is about.
 struct Watch {
@@ -139,8 +71,6 @@ class Supervisor {
   int run();
 
  private:
-  std::vector<std::string> cell_files() const;
-  std::unique_ptr<Cell> prepare(const std::string& file, std::string& why);
   bool spawn(Cell& cell, Role role);
   void start_cell(const std::string& file);
   void reload();
@@ -170,74 +100,6 @@ class Supervisor {
   std::optional<Clock::time_point> kill_at_;
   std::vector<std::string> ended_;  // JSON of cells removed while running
 };
-
-std::vector<std::string> Supervisor::cell_files() const {
-  std::vector<std::string> files;
-  std::error_code error;
-  for (const auto& entry : std::filesystem::directory_iterator(options_.cells_dir, error)) {
-    if (entry.path().extension() == ".yaml" && entry.is_regular_file(error)) {
-      files.push_back(entry.path().string());
-    }
-  }
-  std::sort(files.begin(), files.end());
-  return files;
-}
-
-std::string cell_name_of(const std::string& file) {
-  return std::filesystem::path(file).stem().string();
-}
-
-// Everything a cell needs before a proxy can run: the checked config, its
-// user, its namespace, its listeners bound there, its events file open.
-std::unique_ptr<Cell> Supervisor::prepare(const std::string& file, std::string& why) {
-  auto cell = std::make_unique<Cell>();
-  cell->name = cell_name_of(file);
-  cell->file = file;
-  std::ifstream in(file, std::ios::binary);
-  if (!in) {
-    why = "cannot read " + file + ": " + std::strerror(errno);
-    return nullptr;
-  }
-  std::ostringstream text;
-  text << in.rdbuf();
-  cell->text = text.str();
-  auto parsed = parse_config(cell->text);
-  if (auto* error = std::get_if<ConfigError>(&parsed)) {
-    why = error->describe(file);
-    return nullptr;
-  }
-  cell->config = std::get<DnsProxyConfig>(std::move(parsed));
-  for (std::size_t i = 0; i < cell->config.resolvers.size(); ++i) {
-    if (std::string tls = tls_setup_error(cell->config.resolvers[i]); !tls.empty()) {
-      why = ConfigError{"dnsAuthority.resolvers[" + std::to_string(i) + "]", 0, tls}.describe(file);
-      return nullptr;
-    }
-  }
-  if (cell->config.netns.empty()) {
-    why = ConfigError{"netns", 0, "required by dnsgate supervise: the cell's network namespace"}
-              .describe(file);
-    return nullptr;
-  }
-  auto user = resolve_user(cell->config.user, why);
-  if (!user) return nullptr;
-  cell->user = *user;
-  cell->netns = open_netns(cell->config.netns, why);
-  if (!cell->netns.valid()) return nullptr;
-  {
-    NetnsVisit inside(cell->netns.get(), why);
-    if (!inside.ok()) return nullptr;
-    if (cell->config.listen_udp) {
-      cell->udp = bind_udp_listener(*cell->config.listen_udp, why);
-      if (!cell->udp.valid()) return nullptr;
-    }
-    if (cell->config.listen_tcp) {
-      cell->tcp = bind_tcp_listener(*cell->config.listen_tcp, why);
-      if (!cell->tcp.valid()) return nullptr;
-    }
-  }
-  cell->binary = identity_of(options_.binary);
-  return cell;
-}
 
 // Forks the proxy: in the child, the cell's namespace, the descriptors it
 // gets, the user it runs as, then exec. Async-signal-safe calls only after
@@ -348,7 +210,7 @@ std::uint64_t Supervisor::watch(int fd, const std::string& cell, pid_t pid, bool
 void Supervisor::start_cell(const std::string& file) {
   const std::string name = cell_name_of(file);
   std::string why;
-  auto cell = prepare(file, why);
+  auto cell = prepare_cell(file, options_.binary, why);
   if (!cell) {
     spdlog::error("cell {}: refused: {}", name, why);
     return;
@@ -381,7 +243,7 @@ void Supervisor::replace(Cell& cell, std::unique_ptr<Cell> fresh) {
 
 void Supervisor::reload() {
   spdlog::info("SIGHUP: reading {} again", options_.cells_dir);
-  const std::vector<std::string> files = cell_files();
+  const std::vector<std::string> files = cell_files(options_.cells_dir);
   std::vector<std::string> names;
   names.reserve(files.size());
   for (const std::string& file : files) names.push_back(cell_name_of(file));
@@ -402,12 +264,11 @@ void Supervisor::reload() {
     }
     Cell& cell = *found->second;
     if (cell.removing) continue;  // still stopping: the next SIGHUP starts it again
-    std::ifstream in(file, std::ios::binary);
-    std::ostringstream text;
-    text << in.rdbuf();
-    const bool changed = text.str() != cell.text;
+    std::string text;
+    read_cell_text(file, text);
+    const bool changed = text != cell.text;
     if (!changed && binary == cell.binary) continue;
-    auto parsed = parse_config(text.str());
+    auto parsed = parse_config(text);
     if (auto* error = std::get_if<ConfigError>(&parsed)) {
       spdlog::error("cell {}: new config refused, the running one stays: {}", name,
                     error->describe(file));
@@ -428,7 +289,7 @@ void Supervisor::reload() {
     }
     std::string why;
     auto fresh = std::make_unique<Cell>();
-    fresh->text = text.str();
+    fresh->text = text;
     fresh->config = next;
     auto user = resolve_user(next.user, why);
     if (!user) {
@@ -724,7 +585,7 @@ int Supervisor::run() {
   event.data.u64 = 0;
   epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, signals_.get(), &event);
 
-  const std::vector<std::string> files = cell_files();
+  const std::vector<std::string> files = cell_files(options_.cells_dir);
   spdlog::info("supervising {} cell file{} in {}, proxies run {}", files.size(),
                files.size() == 1 ? "" : "s", options_.cells_dir, options_.binary);
   for (const std::string& file : files) start_cell(file);
