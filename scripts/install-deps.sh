@@ -26,6 +26,12 @@ packages=(
   python3-dnspython python3-pytest
   musl-tools  # test_conformance.py: musl's stub resolver, as Alpine workloads have it
   mandoc  # test_man_pages.py: lints and renders the man pages (man/, mdoc)
+  # operations (DESIGN §12): libmicrohttpd serves /metrics, /healthz and
+  # /readyz; Prometheus (promtool and a real server) checks and scrapes them
+  libmicrohttpd-dev prometheus
+  # event delivery (DESIGN §11): the NATS C client and a JetStream server for
+  # the tests, libcurl (GnuTLS flavour, like the rest) for the HTTP sink
+  libnats-dev nats-server libcurl4-gnutls-dev
   nodejs npm
   # DoT/DoH/DoQ test peers: certtool for test certificates, Unbound and dnsdist
   # serve DoT and DoH, python3-h2 scripts faulty HTTP/2 servers, and Go with
@@ -39,7 +45,7 @@ packages=(
 # Packages whose maintainer scripts start a system service. The demo and the
 # tests start their own daemons on loopback ports, so a system one is never
 # wanted: it would hold port 53 or 853 and answer in place of the test's.
-services=(knot unbound dnsdist)
+services=(knot unbound dnsdist prometheus prometheus-node-exporter nats-server)
 
 # ngtcp2 below 1.0 has an unstable API that dnsgate does not build against.
 ngtcp2_min=1.0

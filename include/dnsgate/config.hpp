@@ -3,6 +3,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -58,6 +59,12 @@ struct DnssecConfig {
   std::size_t key_cache_entries = 10000;  // validated DNSKEY/DS RRsets kept
 };
 
+// The operator's endpoint (DESIGN.md §12, docs/metrics.md): Prometheus
+// text at /metrics, /healthz and /readyz; none when `listen` is empty.
+struct MetricsConfig {
+  std::optional<Endpoint> listen;
+};
+
 // Limits of the TCP listener (DESIGN.md §3 `tcp:`), each with its default.
 struct TcpLimits {
   std::size_t max_connections = 512;              // past it, new connections are closed at once
@@ -77,6 +84,10 @@ struct DnsProxyConfig {
   std::optional<Endpoint> listen_tcp;
   std::vector<std::string> hostname_allowlist;  // the entries as written
   Allowlist allowlist;                          // compiled from hostname_allowlist
+  // A short hash of the allowlist in force (DESIGN.md §12), from
+  // policy_version_of(hostname_allowlist); events carry it. 0: not computed
+  // (a config built in code), the loop computes it.
+  std::uint64_t policy_version = 0;
   std::vector<ResolverConfig> resolvers;        // at least one, at most kMaxResolvers
   ResolverPolicy resolver_policy = ResolverPolicy::failover;
   std::chrono::milliseconds upstream_timeout{2000};
@@ -85,6 +96,7 @@ struct DnsProxyConfig {
   EventsConfig events;
   TcpLimits tcp;
   DnssecConfig dnssec;
+  MetricsConfig metrics;
   // For `dnsgate supervise` (DESIGN.md §10, docs/running.md): the cell's
   // network namespace, a name under /run/netns/ or a path; empty: none
   // (`dnsgate run` refuses a config that names one). The user the proxy
@@ -92,6 +104,12 @@ struct DnsProxyConfig {
   std::string netns;
   std::string user = "nobody";
 };
+
+// The allowlist's version: the first 48 bits of a SHA-256 over the entries,
+// lower-cased, without a trailing dot, sorted and deduplicated (reordering
+// the file does not change it). Printed as 12 hex digits (format_policy_version).
+std::uint64_t policy_version_of(const std::vector<std::string>& entries);
+std::string format_policy_version(std::uint64_t version);
 
 // What is wrong with a config file: the field's path as written in the file
 // (e.g. "dnsAuthority.hostnameAllowlist[2]"), its 1-based line (0 if none

@@ -3,6 +3,8 @@
 
 #include <atomic>
 #include <cstdint>
+#include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -24,8 +26,9 @@ struct ResolverStats {
   std::uint64_t times_down = 0;   // times it was marked down
 };
 
-// Cumulative counters for one run, returned when the loop ends.
-struct DnsProxyStats {
+// Cumulative counters for one run: every field a std::uint64_t (the
+// metrics board copies them as an array).
+struct ProxyCounters {
   std::uint64_t received = 0;               // every datagram, malformed included
   std::uint64_t forwarded = 0;              // queries sent to the upstream
   std::uint64_t relayed = 0;                // upstream answers relayed to a workload
@@ -54,6 +57,10 @@ struct DnsProxyStats {
   std::uint64_t dnssec_indeterminate = 0;
   std::uint64_t dnssec_fetches = 0;
   std::uint64_t dnssec_key_cache = 0;
+};
+
+// What the loop returns when it ends: the counters and each resolver's.
+struct DnsProxyStats : ProxyCounters {
   std::vector<ResolverStats> resolvers;
 
   // One JSON object with camelCase keys, no newline.
@@ -68,12 +75,51 @@ struct ProxySockets {
   int udp_upstream = -1;  // for a first resolver of do53-udp; else opened by the loop as needed
 };
 
+class MetricsBoard;
+
+// Newer configs for a running loop (hot reload, DESIGN.md §12): whoever
+// reads and checks the file posts; the loop takes the newest between two
+// turns. Configs posted while an earlier one waits replace it.
+class ConfigMailbox {
+ public:
+  void post(std::shared_ptr<const DnsProxyConfig> config);
+  // The config waiting, or null; for the loop.
+  std::shared_ptr<const DnsProxyConfig> take();
+  bool pending() const noexcept { return pending_.load(std::memory_order_acquire); }
+  // How many posted configs the loop has put in force.
+  std::uint64_t applied() const noexcept { return applied_.load(std::memory_order_acquire); }
+  void mark_applied() noexcept { applied_.fetch_add(1, std::memory_order_acq_rel); }
+
+ private:
+  std::mutex mutex_;
+  std::shared_ptr<const DnsProxyConfig> next_;
+  std::atomic<bool> pending_{false};
+  std::atomic<std::uint64_t> applied_{0};
+};
+
+// What a caller may attach to a loop; each optional.
+struct ProxyHooks {
+  MetricsBoard* metrics = nullptr;   // figures for /metrics, /healthz, /readyz
+  ConfigMailbox* reloads = nullptr;  // configs to swap in (SIGHUP)
+};
+
 // Runs UDP and TCP listeners in one loop on the calling thread until
 // `shutdown` is set; the same rules, the same events. Over a do53-udp
 // resolver, queries from TCP clients go upstream over TCP; with a
 // do53-tcp resolver, all of them do; the encrypted protocols carry both.
+// A config from `hooks.reloads` replaces the allowlist, the resolvers and
+// their policy, denyRcode and upstreamTimeoutMs between two turns; every
+// other field must be as at start (the caller checks, see
+// restart_only_change()). Queries in flight finish with the resolver and
+// the policy version they began with.
 DnsProxyStats run_proxy(const DnsProxyConfig& config, const ProxySockets& sockets,
-                        DnsQueryEmitter& emitter, const std::atomic<bool>& shutdown);
+                        DnsQueryEmitter& emitter, const std::atomic<bool>& shutdown,
+                        const ProxyHooks& hooks = {});
+
+// The first field a hot reload cannot change that differs between the two
+// configs ("listen.udp", "events", "dnssec", ...), or empty when `next` can
+// be swapped into a loop running `running`.
+std::string restart_only_change(const DnsProxyConfig& running, const DnsProxyConfig& next);
 
 // Runs the UDP proxy on the calling thread over sockets the caller already
 // bound (possibly inside another network namespace): `listener_fd` receives

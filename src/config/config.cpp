@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <fmt/format.h>
+#include <gnutls/crypto.h>
 #include <unistd.h>
 #include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
@@ -148,6 +149,7 @@ void read_allowlist(const Field& field, DnsProxyConfig& config) {
   }
   config.allowlist = std::move(std::get<Allowlist>(built));
   config.hostname_allowlist = std::move(entries);
+  config.policy_version = policy_version_of(config.hostname_allowlist);
 }
 
 // Returns the line of each resolver's address, for errors found later.
@@ -215,7 +217,7 @@ DnsProxyConfig read_config(const YAML::Node& root) {
   const auto fields =
       read_map(root, "", root_line,
                {"cell", "listen", "dnsAuthority", "resolverPolicy", "upstreamTimeoutMs",
-                "maxInflight", "denyRcode", "tcp", "events", "dnssec", "netns", "user"});
+                "maxInflight", "denyRcode", "tcp", "events", "dnssec", "metrics", "netns", "user"});
   std::vector<int> address_lines;
   for (const Field& field : fields) {
     if (field.key == "cell") {
@@ -238,6 +240,8 @@ DnsProxyConfig read_config(const YAML::Node& root) {
       read_tcp_limits(field, config);
     } else if (field.key == "dnssec") {
       read_dnssec(field, config);
+    } else if (field.key == "metrics") {
+      read_metrics(field, config);
     } else if (field.key == "netns") {
       config.netns = read_netns(field);
     } else if (field.key == "user") {
@@ -393,6 +397,34 @@ ConfigResult load_config_file(const std::string& path) {
   }
   ::close(fd);
   return parse_config(text);
+}
+
+std::uint64_t policy_version_of(const std::vector<std::string>& entries) {
+  std::vector<std::string> canonical;
+  canonical.reserve(entries.size());
+  for (const std::string& entry : entries) {
+    std::string name = entry;
+    std::transform(name.begin(), name.end(), name.begin(),
+                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    if (name.size() > 1 && name.back() == '.') name.pop_back();
+    canonical.push_back(std::move(name));
+  }
+  std::sort(canonical.begin(), canonical.end());
+  canonical.erase(std::unique(canonical.begin(), canonical.end()), canonical.end());
+  std::string text;
+  for (const std::string& name : canonical) {
+    text += name;
+    text += '\n';
+  }
+  std::array<unsigned char, 32> digest{};
+  gnutls_hash_fast(GNUTLS_DIG_SHA256, text.data(), text.size(), digest.data());
+  std::uint64_t version = 0;
+  for (std::size_t i = 0; i < 6; ++i) version = version << 8 | digest[i];
+  return version;
+}
+
+std::string format_policy_version(std::uint64_t version) {
+  return fmt::format("{:012x}", version & 0xFFFFFFFFFFFFULL);
 }
 
 std::string summarize(const DnsProxyConfig& config) {

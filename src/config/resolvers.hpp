@@ -29,4 +29,7 @@ void read_dnssec(const Field& field, DnsProxyConfig& config);
 // "dnssec validate (2 trust anchors, keyCacheEntries 10000)" or "dnssec off".
 std::string describe_dnssec(const DnssecConfig& dnssec);
 
+// The `metrics:` block (metrics.cpp in this folder): listen.
+void read_metrics(const Field& field, DnsProxyConfig& config);
+
 }  // namespace dnsgate::config_reader

@@ -44,8 +44,9 @@ void set_nonblocking(int fd) {
 }  // namespace
 
 ProxyLoop::ProxyLoop(const DnsProxyConfig& config, const ProxySockets& sockets,
-                     DnsQueryEmitter& emitter)
+                     DnsQueryEmitter& emitter, const ProxyHooks& hooks)
     : config_(config),
+      hooks_(hooks),
       udp_listener_(sockets.udp_listener),
       tcp_listener_(sockets.tcp_listener),
       emitter_(emitter),
@@ -427,9 +428,10 @@ DnsProxyStats ProxyLoop::run(const std::atomic<bool>& shutdown) {
 }
 
 DnsProxyStats run_proxy(const DnsProxyConfig& config, const ProxySockets& sockets,
-                        DnsQueryEmitter& emitter, const std::atomic<bool>& shutdown) {
+                        DnsQueryEmitter& emitter, const std::atomic<bool>& shutdown,
+                        const ProxyHooks& hooks) {
   // The loop's buffers and tables are large; they live on the heap, once.
-  auto loop = std::make_unique<ProxyLoop>(config, sockets, emitter);
+  auto loop = std::make_unique<ProxyLoop>(config, sockets, emitter, hooks);
   return loop->run(shutdown);
 }
 

@@ -66,7 +66,8 @@ struct ClientRef {
 
 class ProxyLoop {
  public:
-  ProxyLoop(const DnsProxyConfig& config, const ProxySockets& sockets, DnsQueryEmitter& emitter);
+  ProxyLoop(const DnsProxyConfig& config, const ProxySockets& sockets, DnsQueryEmitter& emitter,
+            const ProxyHooks& hooks);
   ~ProxyLoop();
   ProxyLoop(const ProxyLoop&) = delete;
   ProxyLoop& operator=(const ProxyLoop&) = delete;
@@ -166,6 +167,7 @@ class ProxyLoop {
   std::uint32_t validator_now(const Clock& now) const;
 
   const DnsProxyConfig& config_;
+  ProxyHooks hooks_;
   Clock turn_clock_{};  // read once per turn of the loop; transports' callbacks use it
   int udp_listener_;
   int tcp_listener_;
