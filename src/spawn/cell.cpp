@@ -73,6 +73,18 @@ std::unique_ptr<Cell> prepare_cell(const std::string& file, const std::string& b
               .describe(file);
     return nullptr;
   }
+  // The proxy runs in the cell's namespace, where no scraper can reach it,
+  // and the supervisor hands it only the DNS listeners: serving metrics
+  // there needs a listener bound on the host side and passed down (and the
+  // supervisor's summary already has each cell's stats). Until then the
+  // block is refused rather than silently ignored (docs/metrics.md).
+  if (cell->config.metrics.listen) {
+    why = ConfigError{"metrics", 0,
+                      "is not supported in a supervised cell yet; run the cell with "
+                      "`dnsgate run` to serve /metrics, or leave the block out"}
+              .describe(file);
+    return nullptr;
+  }
   auto user = resolve_user(cell->config.user, why);
   if (!user) return nullptr;
   cell->user = *user;
