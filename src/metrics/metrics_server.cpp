@@ -1,6 +1,7 @@
 // /metrics, /healthz and /readyz (DESIGN.md §12, docs/metrics.md).
 #include "metrics/metrics_server.hpp"
 
+#include <fcntl.h>
 #include <microhttpd.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -367,14 +368,14 @@ std::variant<std::unique_ptr<MetricsServer>, std::string> MetricsServer::start(
   // use, permission) and port 0 can be read back; the daemon takes it over.
   std::string error;
   UniqueFd listener = bind_tcp_listener(listen, error);
-  if (!listener.valid()) return "metrics: " + error;
+  if (!listener.valid()) return error;
   sockaddr_storage bound{};
   socklen_t length = sizeof bound;
   if (getsockname(listener.get(), reinterpret_cast<sockaddr*>(&bound), &length) != 0) {
-    return std::string("metrics: getsockname: ") + std::strerror(errno);
+    return std::string("getsockname: ") + std::strerror(errno);
   }
   const auto address = Endpoint::from_sockaddr(reinterpret_cast<const sockaddr*>(&bound), length);
-  if (!address) return std::string("metrics: the listener has no IPv4 or IPv6 address");
+  if (!address) return std::string("the listener has no IPv4 or IPv6 address");
 
   std::unique_ptr<MetricsServer> server(new MetricsServer());
   server->context_ = Context{&board, std::move(cell)};
@@ -387,7 +388,10 @@ std::variant<std::unique_ptr<MetricsServer>, std::string> MetricsServer::start(
       MHD_OPTION_CONNECTION_LIMIT, limits.connection_limit, MHD_OPTION_CONNECTION_TIMEOUT,
       static_cast<unsigned>(limits.idle_timeout.count()), MHD_OPTION_END);
   if (server->daemon_ == nullptr) {
-    return "metrics: cannot start the HTTP server on " + address->to_string();
+    // Some failure paths of libmicrohttpd close the socket it was given and
+    // some do not: close it here only if it is still open.
+    if (fcntl(fd, F_GETFD) == -1) listener.release();
+    return "cannot start the HTTP server on " + address->to_string();
   }
   listener.release();  // MHD_stop_daemon closes it
   return server;
