@@ -88,7 +88,7 @@ struct DnsProxyConfig {
   // policy_version_of(hostname_allowlist); events carry it. 0: not computed
   // (a config built in code), the loop computes it.
   std::uint64_t policy_version = 0;
-  std::vector<ResolverConfig> resolvers;        // at least one, at most kMaxResolvers
+  std::vector<ResolverConfig> resolvers;  // at least one, at most kMaxResolvers
   ResolverPolicy resolver_policy = ResolverPolicy::failover;
   std::chrono::milliseconds upstream_timeout{2000};
   std::size_t max_inflight = 10000;

@@ -79,6 +79,9 @@ struct QueryRecord {
   std::string_view upstream_uri;
   UpstreamError upstream_error;  // why the resolver failed, for upstream_error
   DnssecState dnssec = DnssecState::unchecked;
+  // The allowlist in force when the query was decided (DESIGN §12: a short
+  // hash, printed as 12 hex digits; policy_version_of in config.hpp).
+  std::uint64_t policy_version = 0;
 };
 
 // The sink of per-query events. The DNS path calls emit() once per query;

@@ -29,7 +29,8 @@ class LatencyHistogram {
       25000, 50000, 100000, 250000, 500000, 1000000, 2500000, 5000000};
 
   struct Snapshot {
-    std::array<std::uint64_t, kBoundsUs.size() + 1> buckets{};  // per bucket, not cumulative; last is +Inf
+    std::array<std::uint64_t, kBoundsUs.size() + 1>
+        buckets{};  // per bucket, not cumulative; last is +Inf
     std::uint64_t count = 0;
     std::uint64_t sum_us = 0;
   };

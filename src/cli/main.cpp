@@ -10,17 +10,21 @@
 #include <cstdio>
 #include <cstring>
 #include <exception>
+#include <memory>
 #include <string>
 #include <utility>
 #include <variant>
 
+#include "cli/config_reloader.hpp"
 #include "cli/report_command.hpp"
 #include "cli/supervise_commands.hpp"
 #include "cli/systemd.hpp"
 #include "dnsgate/config.hpp"
 #include "dnsgate/event_sink.hpp"
+#include "dnsgate/metrics.hpp"
 #include "dnsgate/proxy.hpp"
 #include "dnsgate/socket.hpp"
+#include "metrics/metrics_server.hpp"
 #include "spawn/seccomp_policy.hpp"
 #include "upstream/tls_client.hpp"
 
@@ -129,7 +133,8 @@ int run_command(const std::string& config_path, bool seccomp) {
   // Installed before the sockets are opened so that a stop requested during
   // start-up still ends in a clean exit with stats.
   std::string error;
-  if (!install_stop_handlers(error)) {
+  if (!install_stop_handlers(error) ||
+      !dnsgate::cli::ConfigReloader::install_signal_handler(error)) {
     spdlog::error("cannot install signal handlers: {}", error);
     return kExitRuntimeFailure;
   }
@@ -203,6 +208,23 @@ int run_command(const std::string& config_path, bool seccomp) {
     spdlog::warn("the allowlist is empty: every query will be refused");
   }
 
+  // The metrics endpoint (DESIGN §12) runs on its own thread, started
+  // before seccomp so the filter covers it too.
+  dnsgate::MetricsBoard board;
+  std::unique_ptr<dnsgate::MetricsServer> metrics;
+  if (config.metrics.listen) {
+    auto started = dnsgate::MetricsServer::start(*config.metrics.listen, board, config.cell);
+    if (auto* why = std::get_if<std::string>(&started)) {
+      spdlog::error("metrics: {}", *why);
+      return kExitRuntimeFailure;
+    }
+    metrics = std::move(std::get<std::unique_ptr<dnsgate::MetricsServer>>(started));
+    spdlog::info("metrics on http://{}/metrics", metrics->address().to_string());
+  }
+  dnsgate::ConfigMailbox reloads;
+  const dnsgate::cli::ConfigReloader reloader(config_path, config, reloads,
+                                              metrics ? &board : nullptr);
+
   if (seccomp) {
     if (!dnsgate::spawn::install_seccomp_filter(error)) {
       spdlog::error("seccomp: {}", error);
@@ -213,8 +235,9 @@ int run_command(const std::string& config_path, bool seccomp) {
 
   // Ready: the listeners accept, the sink is open, the loop starts next.
   notifier.ready(fmt::format("serving cell {} on {}", config.cell, listening));
-  const dnsgate::DnsProxyStats stats = dnsgate::run_proxy(
-      config, {udp_listener.get(), tcp_listener.get(), udp_upstream.get()}, *sink, stop_requested);
+  const dnsgate::DnsProxyStats stats =
+      dnsgate::run_proxy(config, {udp_listener.get(), tcp_listener.get(), udp_upstream.get()},
+                         *sink, stop_requested, {metrics ? &board : nullptr, &reloads});
   notifier.stopping();  // sent already if a signal stopped the loop
   dnsgate::cli::report_stop(*sink, stats);
   return kExitOk;
@@ -233,7 +256,9 @@ int dnsgate_main(int argc, char** argv) {
 
   std::string config_path;
   CLI::App* run = app.add_subcommand(
-      "run", "Run the proxy in the foreground until SIGINT or SIGTERM; stats go to stderr");
+      "run",
+      "Run the proxy in the foreground until SIGINT or SIGTERM (SIGHUP reloads the config); "
+      "stats go to stderr");
   run->add_option("-c,--config", config_path, "configuration file (YAML or JSON)")->required();
   bool run_seccomp = false;
   run->add_flag("--seccomp", run_seccomp,

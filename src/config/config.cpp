@@ -149,7 +149,6 @@ void read_allowlist(const Field& field, DnsProxyConfig& config) {
   }
   config.allowlist = std::move(std::get<Allowlist>(built));
   config.hostname_allowlist = std::move(entries);
-  config.policy_version = policy_version_of(config.hostname_allowlist);
 }
 
 // Returns the line of each resolver's address, for errors found later.
@@ -251,6 +250,7 @@ DnsProxyConfig read_config(const YAML::Node& root) {
     }
   }
   if (!find_field(fields, "listen")) reject("listen", root_line, "required field is missing");
+  config.policy_version = policy_version_of(config.hostname_allowlist);
   if (!find_field(fields, "dnsAuthority")) {
     reject("dnsAuthority", root_line, "required field is missing");
   }
@@ -436,6 +436,7 @@ std::string summarize(const DnsProxyConfig& config) {
                             config.hostname_allowlist.size(), config.allowlist.literal_count(),
                             config.allowlist.wildcard_count());
   }
+  allowlist += fmt::format(", policyVersion {}", format_policy_version(config.policy_version));
   std::string listen;
   if (config.listen_udp) listen += "udp " + config.listen_udp->to_string();
   if (config.listen_tcp) {

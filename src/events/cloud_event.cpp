@@ -374,6 +374,19 @@ char* write_text(char* at, std::string_view text) noexcept {
 
 }  // namespace
 
+namespace {
+
+// 12 lower-case hex digits: the 48 bits of policy_version_of().
+char* write_policy_version(char* at, std::uint64_t version) {
+  constexpr std::string_view kDigits = "0123456789abcdef";
+  for (int shift = 44; shift >= 0; shift -= 4) {
+    *at++ = kDigits[(version >> shift) & 0xF];
+  }
+  return at;
+}
+
+}  // namespace
+
 CloudEventFormatter::CloudEventFormatter(std::string_view cell) {
   const std::string escaped_cell = json_escaped(cell);
   after_id_.append(R"(","source":"dnsgate/cells/)");
@@ -625,6 +638,8 @@ void CloudEventFormatter::append_event(std::string& out, const QueryRecord& reco
   }
   at = write_literal(at, R"(,"dnssec":")");
   at = write_text(at, dnssec);
+  at = write_literal(at, R"(","policyVersion":")");
+  at = write_policy_version(at, record.policy_version);
   *at++ = '"';
   at = write_literal(at, R"(,"latencyUs":)");
   at = write_number(at, record.latency_us);

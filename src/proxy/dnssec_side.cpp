@@ -51,9 +51,9 @@ void append_opt(std::vector<std::uint8_t>& out, bool dnssec_ok) {
 }  // namespace
 
 void ProxyLoop::open_validator() {
-  if (config_.dnssec.mode != DnssecMode::validate) return;
+  if (config_->dnssec.mode != DnssecMode::validate) return;
   std::vector<dnssec::AnchorRecord> records;
-  if (config_.dnssec.trust_anchors.empty()) {
+  if (config_->dnssec.trust_anchors.empty()) {
     // The loader checked the file already; a file gone since leaves no
     // anchor, and every answer insecure, rather than no proxy.
     auto root = dnssec::read_anchor_file(std::string(dnssec::kRootAnchorFile));
@@ -61,7 +61,7 @@ void ProxyLoop::open_validator() {
       records = std::move(*read);
     }
   } else {
-    for (const std::string& text : config_.dnssec.trust_anchors) {
+    for (const std::string& text : config_->dnssec.trust_anchors) {
       auto parsed = dnssec::parse_anchor_record(text);
       if (auto* record = std::get_if<dnssec::AnchorRecord>(&parsed)) {
         records.push_back(std::move(*record));
@@ -69,7 +69,7 @@ void ProxyLoop::open_validator() {
     }
   }
   validator_ = std::make_unique<dnssec::Validator>(dnssec::group_anchors(records),
-                                                   config_.dnssec.key_cache_entries);
+                                                   config_->dnssec.key_cache_entries);
 }
 
 std::uint32_t ProxyLoop::validator_now(const Clock& now) const {
@@ -94,10 +94,7 @@ void ProxyLoop::ask_for_dnssec(InflightQuery& query, bool checking_disabled) {
 
 void ProxyLoop::on_checked_answer(InflightQuery& query, std::span<std::uint8_t> packet,
                                   const Clock& now) {
-  if (query.sent) {
-    query.sent = false;
-    resolvers_[query.resolver].upstream->cancel(query.upstream_id);
-  }
+  unsend(query);
   const bool truncated = (read_u16(packet, 2) & flag::kTc) != 0;
   if (query.role == InflightQuery::Role::chain_fetch && truncated &&
       query.client_transport == Transport::udp) {
@@ -116,6 +113,9 @@ void ProxyLoop::on_checked_answer(InflightQuery& query, std::span<std::uint8_t> 
     return;
   }
   query.held_answer.assign(packet.begin(), packet.end());
+  // The real time, not the turn's: the metrics' validation time is this
+  // answer's, not the batch's before it.
+  if (hooks_.metrics != nullptr) query.answer_arrived = std::chrono::steady_clock::now();
   evaluate_held(query, now);
 }
 
@@ -149,6 +149,13 @@ void ProxyLoop::evaluate_held(InflightQuery& query, const Clock& now) {
 }
 
 void ProxyLoop::conclude(InflightQuery& query, const dnssec::Verdict& verdict, const Clock& now) {
+  if (hooks_.metrics != nullptr && query.answer_arrived != SteadyTime{}) {
+    const auto spent = std::chrono::duration_cast<std::chrono::microseconds>(
+        std::chrono::steady_clock::now() - query.answer_arrived);
+    hooks_.metrics->validation_time().record(static_cast<std::uint32_t>(
+        std::clamp<std::int64_t>(spent.count(), 0, std::int64_t{UINT32_MAX})));
+    query.answer_arrived = {};
+  }
   switch (verdict.state) {
     case DnssecState::bogus:
       query.dnssec_detail = verdict.detail;

@@ -30,10 +30,14 @@ struct InflightQuery {
   std::uint32_t connection_generation = 0;  // tells a reused slot from the original
   bool sent = false;                        // handed to `resolver`, which must be told when it ends
   bool forwarded = false;     // handed to some resolver at least once (counted in `forwarded`)
-  std::uint8_t resolver = 0;  // the resolver it waits on
-  std::uint32_t resolvers_tried = 0;     // a bit per resolver index
-  UpstreamError last_error;              // why the previous resolver failed it, if one did
-  std::uint16_t udp_answer_limit = 512;  // the largest answer a UDP client can take
+  std::uint8_t resolver = 0;  // the loop's resolver slot it waits on (or last tried)
+  std::uint32_t resolvers_tried = 0;      // a bit per position in the config's resolver list
+  std::uint32_t resolver_generation = 0;  // the resolver list `resolvers_tried` refers to
+  std::uint64_t policy_version = 0;       // the allowlist that let it through (its event says)
+  SteadyTime sent_at{};                   // to `resolver`: the upstream latency counts from here
+  SteadyTime answer_arrived{};            // validation time counts from here (with dnssec)
+  UpstreamError last_error;               // why the previous resolver failed it, if one did
+  std::uint16_t udp_answer_limit = 512;   // the largest answer a UDP client can take
   // The query as the resolvers get it (the upstream id in place of the
   // workload's); the slot keeps the capacity, so reuse allocates nothing.
   std::vector<std::uint8_t> upstream_query;

@@ -45,7 +45,10 @@ void set_nonblocking(int fd) {
 
 ProxyLoop::ProxyLoop(const DnsProxyConfig& config, const ProxySockets& sockets,
                      DnsQueryEmitter& emitter, const ProxyHooks& hooks)
-    : config_(config),
+    : config_owner_(std::shared_ptr<const DnsProxyConfig>(), &config),
+      config_(&config),
+      policy_version_(config.policy_version != 0 ? config.policy_version
+                                                 : policy_version_of(config.hostname_allowlist)),
       hooks_(hooks),
       udp_listener_(sockets.udp_listener),
       tcp_listener_(sockets.tcp_listener),
@@ -57,6 +60,10 @@ ProxyLoop::ProxyLoop(const DnsProxyConfig& config, const ProxySockets& sockets,
   if (tcp_listener_ >= 0) set_nonblocking(tcp_listener_);
   open_resolvers(sockets);
   open_validator();
+  if (hooks_.metrics != nullptr) {
+    hooks_.metrics->set_policy_version(format_policy_version(policy_version_));
+    hooks_.metrics->set_validating(validator_ != nullptr);
+  }
   clients_.resize(config.tcp.max_connections);
   for (std::size_t i = clients_.size(); i > 0; --i) {
     free_clients_.push_back(static_cast<std::uint32_t>(i - 1));
@@ -127,6 +134,7 @@ bool ProxyLoop::handle_query(std::span<std::uint8_t> packet, const ClientRef& cl
   ++stats_.received;
   QueryRecord record;
   record.received_at = now.wall;
+  record.policy_version = policy_version_;
   record.transport = client.transport;
   record.client = endpoint_of(*client.peer);
   record.size = static_cast<std::uint32_t>(packet.size());
@@ -169,9 +177,9 @@ bool ProxyLoop::handle_query(std::span<std::uint8_t> packet, const ClientRef& cl
                 ExtendedError::none);
     return true;
   }
-  if (!config_.allowlist.allows(query.question.name)) {
+  if (!config_->allowlist.allows(query.question.name)) {
     ++stats_.refused;
-    answer_here(QueryAction::refuse, ReasonCode::not_allowlisted, config_.deny_rcode,
+    answer_here(QueryAction::refuse, ReasonCode::not_allowlisted, config_->deny_rcode,
                 ExtendedError::blocked);
     return true;
   }
@@ -208,6 +216,7 @@ bool ProxyLoop::handle_query(std::span<std::uint8_t> packet, const ClientRef& cl
   slot->awaiting_chain = false;
   slot->chain_rounds = 0;
   slot->serial = ++next_serial_;
+  slot->policy_version = policy_version_;
   if (validator_) ask_for_dnssec(*slot, (query.header.flags & flag::kCd) != 0);
   slot->sent = false;
   slot->forwarded = false;
@@ -233,8 +242,11 @@ QueryRecord ProxyLoop::record_of(const InflightQuery& query, const Clock& now) c
   record.qtype = read_u16(wire, name_octets);
   record.qclass = read_u16(wire, name_octets + 2);
   record.has_upstream = true;
-  record.upstream = config_.resolvers[query.resolver].address;
-  record.upstream_uri = config_.resolvers[query.resolver].uri;
+  record.policy_version = query.policy_version;
+  // The resolver it was sent to, even one a reload has retired since.
+  const ResolverConfig& resolver = *resolvers_[query.resolver].config;
+  record.upstream = resolver.address;
+  record.upstream_uri = resolver.uri;
   return record;
 }
 
@@ -268,8 +280,14 @@ void ProxyLoop::finish(InflightQuery& query, ReasonCode reason, const Clock& now
       ++stats_.servfail_timeout;
       ede = ExtendedError::no_reachable_authority;
       if (query.sent) {
-        ++resolvers_[query.resolver].counted.failures;
-        resolver_set_.on_timeout(query.resolver, now.steady);
+        Resolver& resolver = resolvers_[query.resolver];
+        ++resolver.counted.failures;
+        resolver.metrics->failures.store(
+            resolver.metrics->failures.load(std::memory_order_relaxed) + 1,
+            std::memory_order_relaxed);
+        if (const std::size_t position = position_of(query.resolver); position != kNoResolver) {
+          resolver_set_.on_timeout(position, now.steady);
+        }
       }
     } else if (reason == ReasonCode::upstream_error) {
       ++stats_.servfail_error;
@@ -306,10 +324,7 @@ void ProxyLoop::finish(InflightQuery& query, ReasonCode reason, const Clock& now
 // Frees the query's slot: its resolver stops waiting for it, and its TCP
 // workload may be read again.
 void ProxyLoop::release(InflightQuery& query) {
-  if (query.sent) {
-    query.sent = false;
-    resolvers_[query.resolver].upstream->cancel(query.upstream_id);
-  }
+  unsend(query);
   if (query.client_transport == Transport::tcp && query.role == InflightQuery::Role::workload) {
     if (TcpClient* connection = client_of(query.connection, query.connection_generation)) {
       --connection->inflight;
@@ -332,7 +347,7 @@ void ProxyLoop::read_datagrams(const Clock& now) {
 
 void ProxyLoop::expire(const Clock& now) {
   while (InflightQuery* oldest = table_.oldest()) {
-    if (oldest->received + config_.upstream_timeout > now.steady) return;
+    if (oldest->received + config_->upstream_timeout > now.steady) return;
     finish(*oldest, ReasonCode::upstream_timeout, now);
   }
 }
@@ -341,10 +356,10 @@ SteadyTime ProxyLoop::next_wake(SteadyTime now, SteadyTime drain_until,
                                 SteadyTime next_sweep) const {
   SteadyTime wake = now + kShutdownPoll;
   if (const InflightQuery* oldest = table_.oldest()) {
-    wake = std::min(wake, oldest->received + config_.upstream_timeout);
+    wake = std::min(wake, oldest->received + config_->upstream_timeout);
   }
   if (draining_) wake = std::min(wake, drain_until);
-  if (open_clients_ > 0) wake = std::min(wake, next_sweep);
+  if (open_clients_ > 0 || retired_ > 0) wake = std::min(wake, next_sweep);
   return std::min(wake, next_upstream_timer());
 }
 
@@ -379,6 +394,7 @@ DnsProxyStats ProxyLoop::run(const std::atomic<bool>& shutdown) {
   watch(udp_listener_, Source::udp_listener);
   watch(tcp_listener_, Source::tcp_listener);
   for (std::size_t i = 0; i < resolvers_.size(); ++i) sync_interest(i);
+  if (hooks_.metrics != nullptr) hooks_.metrics->set_listening(true);
 
   SteadyTime drain_until{};
   SteadyTime next_sweep = now().steady + kTcpSweep;
@@ -393,6 +409,12 @@ DnsProxyStats ProxyLoop::run(const std::atomic<bool>& shutdown) {
       stop_reading_clients();
     }
     if (draining_ && (table_.size() == 0 || clock.steady >= drain_until)) break;
+    // Between two turns: what came before ran on the old config, what
+    // comes after runs on the new one.
+    if (!draining_ &&
+        (deferred_reload_ || (hooks_.reloads != nullptr && hooks_.reloads->pending()))) {
+      take_reload();
+    }
 
     const SteadyTime wake = next_wake(clock.steady, drain_until, next_sweep);
     // The event writer may share our CPU; when it falls behind, give it the
@@ -416,15 +438,72 @@ DnsProxyStats ProxyLoop::run(const std::atomic<bool>& shutdown) {
     flush_sends(clock);
     if (clock.steady >= next_sweep) {
       sweep_connections(clock);
+      reap_retired();
       next_sweep = clock.steady + kTcpSweep;
     }
+    publish_metrics(clock);
   }
   const Clock end = now();
   while (InflightQuery* left = table_.oldest()) finish(*left, ReasonCode::shutdown, end);
   close_all_clients();
   collect_upstream_stats();
   if (validator_) stats_.dnssec_key_cache = validator_->cached();
+  if (hooks_.metrics != nullptr) {
+    hooks_.metrics->publish(stats_);
+    hooks_.metrics->set_listening(false);
+  }
   return stats_;
+}
+
+// Puts the newest posted config in force. Its checks (restart_only_change,
+// the loader's) were the poster's; what is left to fail here is room for
+// new resolvers while retired ones still serve queries: the config waits.
+void ProxyLoop::take_reload() {
+  std::shared_ptr<const DnsProxyConfig> next;
+  if (hooks_.reloads != nullptr && hooks_.reloads->pending()) next = hooks_.reloads->take();
+  if (!next) next = std::move(deferred_reload_);
+  deferred_reload_.reset();
+  if (!next) return;
+  if (!put_resolvers_in_force(next, -1)) {
+    deferred_reload_ = std::move(next);
+    return;
+  }
+  config_owner_ = std::move(next);
+  config_ = config_owner_.get();
+  policy_version_ = config_->policy_version != 0 ? config_->policy_version
+                                                 : policy_version_of(config_->hostname_allowlist);
+  if (hooks_.metrics != nullptr) {
+    hooks_.metrics->reload_applied(format_policy_version(policy_version_));
+  }
+  if (hooks_.reloads != nullptr) hooks_.reloads->mark_applied();
+}
+
+void ProxyLoop::publish_metrics(const Clock& now) {
+  MetricsBoard* board = hooks_.metrics;
+  if (board == nullptr) return;
+  ProxyCounters counters = stats_;
+  for (std::size_t slot = 0; slot < resolvers_.size(); ++slot) {
+    Resolver& resolver = resolvers_[slot];
+    if (!resolver.upstream) continue;
+    const UpstreamCounters transport = resolver.upstream->counters();
+    counters.unsolicited_upstream += transport.unsolicited;
+    counters.upstream_tcp_connects += transport.connects;
+    if (const std::size_t position = position_of(slot); position != kNoResolver) {
+      resolver.metrics->up.store(resolver_set_.is_up(position), std::memory_order_relaxed);
+      // Cumulative over reloads, which start a fresh ResolverSet.
+      const std::uint64_t downs = resolver_set_.times_down(position);
+      if (downs > resolver.downs_published) {
+        resolver.metrics->times_down.fetch_add(downs - resolver.downs_published,
+                                               std::memory_order_relaxed);
+        resolver.downs_published = downs;
+      }
+    }
+  }
+  counters.unsolicited_upstream += reaped_.unsolicited;
+  counters.upstream_tcp_connects += reaped_.connects;
+  if (validator_) counters.dnssec_key_cache = validator_->cached();
+  board->publish(counters);
+  board->turned(now.steady);
 }
 
 DnsProxyStats run_proxy(const DnsProxyConfig& config, const ProxySockets& sockets,

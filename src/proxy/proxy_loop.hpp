@@ -9,12 +9,14 @@
 #include <array>
 #include <atomic>
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <span>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
+#include "dnsgate/metrics.hpp"
 #include "dnsgate/proxy.hpp"
 #include "dnsgate/response.hpp"
 #include "dnsgate/socket.hpp"
@@ -96,12 +98,24 @@ class ProxyLoop {
     ProxyLoop& loop_;
     std::uint8_t index_;
   };
+  // A slot of resolvers_: the resolvers of the config in force, and those a
+  // reload left out, which retire once no query in flight names them.
+  // An empty slot has no upstream.
   struct Resolver {
     std::unique_ptr<ResolverPort> port;
     std::unique_ptr<Upstream> upstream;
-    std::vector<IoInterest> registered;  // what epoll watches, by slot
-    UpstreamCounters counted;            // the loop's share: queries, answers, failures
+    std::vector<IoInterest> registered;           // what epoll watches, by slot
+    UpstreamCounters counted;                     // the loop's share: queries, answers, failures
+    std::shared_ptr<const DnsProxyConfig> owner;  // keeps `config` alive while retired
+    const ResolverConfig* config = nullptr;
+    std::size_t position = 0;  // in the config in force's list (ResolverSet's index)
+    bool retired = false;
+    ResolverMetrics* metrics = nullptr;
+    std::uint64_t downs_published = 0;  // of resolver_set_.times_down(position)
   };
+  static constexpr std::size_t kNoResolver = ResolverSet::kNone;
+  // Slot indexes are 8 bits in queries and epoll tags.
+  static constexpr std::size_t kMaxResolverSlots = 255;
 
   // proxy_loop.cpp: the verdict on each query, synthesized answers, events.
   void read_datagrams(const Clock& now);
@@ -150,6 +164,15 @@ class ProxyLoop {
   void flush_upstreams(const Clock& now);
   SteadyTime next_upstream_timer() const noexcept;
   void collect_upstream_stats();
+  bool put_resolvers_in_force(const std::shared_ptr<const DnsProxyConfig>& config, int udp_fd);
+  std::size_t position_of(std::size_t slot) const noexcept;
+  std::size_t choose_resolver(const InflightQuery& query, const Clock& now);
+  void reap_retired();
+  void unsend(InflightQuery& query);
+
+  // Hot reload (DESIGN §12), proxy_loop.cpp.
+  void take_reload();
+  void publish_metrics(const Clock& now);
 
   // dnssec_side.cpp: validation (DESIGN §9), and the fetches of chain
   // material it asks for, which travel through the same resolvers.
@@ -166,8 +189,13 @@ class ProxyLoop {
               const Clock& now);
   std::uint32_t validator_now(const Clock& now) const;
 
-  const DnsProxyConfig& config_;
+  // The config in force; the caller's at start (not owned), then each
+  // reload's. Queries in flight keep what they need of an older one.
+  std::shared_ptr<const DnsProxyConfig> config_owner_;
+  const DnsProxyConfig* config_;
+  std::uint64_t policy_version_ = 0;
   ProxyHooks hooks_;
+  std::shared_ptr<const DnsProxyConfig> deferred_reload_;  // waits for free resolver slots
   Clock turn_clock_{};  // read once per turn of the loop; transports' callbacks use it
   int udp_listener_;
   int tcp_listener_;
@@ -180,6 +208,11 @@ class ProxyLoop {
   std::vector<std::uint8_t> scratch_;
 
   std::vector<Resolver> resolvers_;
+  std::vector<std::size_t> in_force_;  // position in the config -> slot
+  std::uint32_t resolver_generation_ = 0;
+  std::size_t retired_ = 0;                // slots retired and not yet reaped
+  UpstreamCounters reaped_;                // what reaped transports counted (unsolicited, connects)
+  std::deque<ResolverMetrics> unboarded_;  // resolvers' figures when no board is attached
   ResolverSet resolver_set_;
 
   // With dnssec.mode validate: the validator, and the chain fetches in

@@ -18,6 +18,19 @@ namespace {
 
 constexpr int kMaxResolversPerQuery = 2;  // the first, then one more after a failure
 constexpr std::uint32_t kSlotBits = 8;    // epoll tag: resolver index << kSlotBits | slot
+// In `resolvers_tried`: tried in a resolver list a reload has replaced
+// (one of the query's tries, at no position of the list in force).
+constexpr std::uint32_t kTriedEarlierList = 1U << 31;
+
+// The loop is the only writer of the board's figures: a load and a store.
+void bump(std::atomic<std::uint64_t>& counter) noexcept {
+  counter.store(counter.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+}
+
+std::uint32_t micros_since(SteadyTime from, SteadyTime to) {
+  const auto us = std::chrono::duration_cast<std::chrono::microseconds>(to - from).count();
+  return static_cast<std::uint32_t>(std::clamp<std::int64_t>(us, 0, UINT32_MAX));
+}
 
 ReasonCode reason_for(UpstreamError error) {
   if (error.kind == UpstreamErrorKind::send_failed &&
@@ -50,18 +63,133 @@ std::span<const std::uint8_t> ProxyLoop::ResolverPort::pending_query(
 }
 
 void ProxyLoop::open_resolvers(const ProxySockets& sockets) {
-  resolvers_.resize(config_.resolvers.size());
-  for (std::size_t i = 0; i < resolvers_.size(); ++i) {
-    Resolver& resolver = resolvers_[i];
-    resolver.port = std::make_unique<ResolverPort>(*this, static_cast<std::uint8_t>(i));
-    // The caller's UDP socket, if any, is for the first resolver.
-    const int udp_fd = i == 0 ? sockets.udp_upstream : -1;
-    // Half the query's time for a connection and its handshake: a resolver
-    // that stalls there leaves the other half for the next resolver.
-    resolver.upstream =
-        make_upstream(config_.resolvers[i], udp_fd, config_.upstream_timeout / 2, *resolver.port);
-    resolver.registered.resize(resolver.upstream ? resolver.upstream->io_slots() : 0);
+  // The caller's UDP socket, if any, is for the first resolver.
+  put_resolvers_in_force(config_owner_, sockets.udp_upstream);
+}
+
+namespace {
+
+bool same_resolver(const ResolverConfig& a, const ResolverConfig& b) {
+  return a.protocol == b.protocol && a.address == b.address &&
+         a.tls_server_name == b.tls_server_name && a.ca_file == b.ca_file &&
+         a.spki_pins == b.spki_pins && a.url == b.url && a.uri == b.uri;
+}
+
+}  // namespace
+
+// Puts `config`'s resolvers in force. One already open with the same
+// settings is kept, with its connections and TLS sessions; the others are
+// opened. Those left out retire: they still serve the queries in flight
+// that name them, and are closed once none does (reap_retired). False,
+// changing nothing, when the slots for the new ones are not free yet.
+bool ProxyLoop::put_resolvers_in_force(const std::shared_ptr<const DnsProxyConfig>& config,
+                                       int udp_fd) {
+  const std::vector<ResolverConfig>& wanted = config->resolvers;
+  std::vector<std::size_t> slots(wanted.size(), kNoResolver);
+  std::vector<bool> kept(in_force_.size(), false);
+  std::size_t to_open = 0;
+  for (std::size_t i = 0; i < wanted.size(); ++i) {
+    for (std::size_t p = 0; p < in_force_.size(); ++p) {
+      if (!kept[p] && same_resolver(*resolvers_[in_force_[p]].config, wanted[i])) {
+        kept[p] = true;
+        slots[i] = in_force_[p];
+        break;
+      }
+    }
+    if (slots[i] == kNoResolver) ++to_open;
   }
+  std::vector<std::size_t> free_slots;
+  for (std::size_t s = 0; s < resolvers_.size() && free_slots.size() < to_open; ++s) {
+    if (!resolvers_[s].upstream) free_slots.push_back(s);
+  }
+  if (free_slots.size() + (kMaxResolverSlots - resolvers_.size()) < to_open) return false;
+  while (free_slots.size() < to_open) {
+    free_slots.push_back(resolvers_.size());
+    resolvers_.emplace_back();
+  }
+
+  const bool same_list = slots == in_force_ && config_->resolver_policy == config->resolver_policy;
+  for (std::size_t p = 0; p < in_force_.size(); ++p) {
+    if (kept[p]) continue;
+    resolvers_[in_force_[p]].retired = true;
+    ++retired_;
+  }
+  std::vector<ResolverMetrics*> named;
+  for (std::size_t i = 0; i < wanted.size(); ++i) {
+    if (slots[i] == kNoResolver) {
+      slots[i] = free_slots.back();
+      free_slots.pop_back();
+      Resolver& resolver = resolvers_[slots[i]];
+      resolver.port = std::make_unique<ResolverPort>(*this, static_cast<std::uint8_t>(slots[i]));
+      // Half the query's time for a connection and its handshake: a resolver
+      // that stalls there leaves the other half for the next resolver.
+      resolver.upstream = make_upstream(wanted[i], i == 0 ? udp_fd : -1,
+                                        config->upstream_timeout / 2, *resolver.port);
+      resolver.registered.assign(resolver.upstream ? resolver.upstream->io_slots() : 0, {});
+      resolver.counted = {};
+      if (hooks_.metrics != nullptr) {
+        resolver.metrics = &hooks_.metrics->resolver(wanted[i].uri);
+      } else {
+        resolver.metrics = &unboarded_.emplace_back(wanted[i].uri);
+      }
+    }
+    Resolver& resolver = resolvers_[slots[i]];
+    resolver.owner = config;
+    resolver.config = &wanted[i];
+    resolver.position = i;
+    named.push_back(resolver.metrics);
+  }
+  in_force_ = std::move(slots);
+  // Health (down, backoff) stays with an unchanged list; a changed one
+  // starts with every resolver up.
+  if (!same_list) {
+    resolver_set_ = ResolverSet(wanted.size(), config->resolver_policy);
+    for (const std::size_t slot : in_force_) resolvers_[slot].downs_published = 0;
+    ++resolver_generation_;
+  }
+  if (hooks_.metrics != nullptr) hooks_.metrics->set_resolvers_in_force(named);
+  return true;
+}
+
+std::size_t ProxyLoop::position_of(std::size_t slot) const noexcept {
+  const Resolver& resolver = resolvers_[slot];
+  return resolver.upstream && !resolver.retired ? resolver.position : kNoResolver;
+}
+
+// The slot of the resolver the policy picks for `query`; kNoResolver when
+// it has tried them all.
+std::size_t ProxyLoop::choose_resolver(const InflightQuery& query, const Clock& now) {
+  const std::size_t position = resolver_set_.choose(now.steady, query.resolvers_tried);
+  return position == ResolverSet::kNone ? kNoResolver : in_force_[position];
+}
+
+// Closes the retired resolvers no query in flight names any more. At the
+// end of a turn, never inside a transport's own callback.
+void ProxyLoop::reap_retired() {
+  if (retired_ == 0) return;
+  std::vector<bool> named(resolvers_.size(), false);
+  table_.for_each([&](InflightQuery& query) { named[query.resolver] = true; });
+  for (std::size_t s = 0; s < resolvers_.size(); ++s) {
+    Resolver& resolver = resolvers_[s];
+    if (!resolver.retired || named[s]) continue;
+    const UpstreamCounters transport = resolver.upstream->counters();
+    reaped_.unsolicited += transport.unsolicited;
+    reaped_.connects += transport.connects;
+    resolver.upstream.reset();  // closes its descriptors, which leaves epoll
+    resolver.port.reset();
+    resolver.registered.clear();
+    resolver.owner.reset();
+    resolver.config = nullptr;
+    resolver.retired = false;
+    --retired_;
+  }
+}
+
+// The query no longer waits on its resolver.
+void ProxyLoop::unsend(InflightQuery& query) {
+  if (!query.sent) return;
+  query.sent = false;
+  resolvers_[query.resolver].upstream->cancel(query.upstream_id);
 }
 
 // Keeps epoll in step with the descriptors a transport wants watched. A
@@ -69,7 +197,7 @@ void ProxyLoop::open_resolvers(const ProxySockets& sockets) {
 // (a new generation, perhaps under a recycled number) is added.
 void ProxyLoop::sync_interest(std::size_t index) {
   Resolver& resolver = resolvers_[index];
-  if (!resolver.upstream->interest_changed()) return;
+  if (!resolver.upstream || !resolver.upstream->interest_changed()) return;
   resolver.upstream->interest_synced();
   for (std::size_t slot = 0; slot < resolver.registered.size(); ++slot) {
     const IoInterest want = resolver.upstream->io_interest(slot);
@@ -96,7 +224,7 @@ void ProxyLoop::sync_interest(std::size_t index) {
 
 void ProxyLoop::on_upstream_io(std::uint32_t index, std::uint32_t events, const Clock& now) {
   const std::size_t resolver = index >> kSlotBits;
-  if (resolver >= resolvers_.size()) return;
+  if (resolver >= resolvers_.size() || !resolvers_[resolver].upstream) return;
   resolvers_[resolver].upstream->on_io(index & ((1U << kSlotBits) - 1), events, now.steady);
   sync_interest(resolver);
 }
@@ -104,14 +232,14 @@ void ProxyLoop::on_upstream_io(std::uint32_t index, std::uint32_t events, const 
 SteadyTime ProxyLoop::next_upstream_timer() const noexcept {
   SteadyTime next = kNever;
   for (const Resolver& resolver : resolvers_) {
-    next = std::min(next, resolver.upstream->next_timer());
+    if (resolver.upstream) next = std::min(next, resolver.upstream->next_timer());
   }
   return next;
 }
 
 void ProxyLoop::run_upstream_timers(const Clock& now) {
   for (std::size_t i = 0; i < resolvers_.size(); ++i) {
-    if (resolvers_[i].upstream->next_timer() > now.steady) continue;
+    if (!resolvers_[i].upstream || resolvers_[i].upstream->next_timer() > now.steady) continue;
     resolvers_[i].upstream->on_timer(now.steady);
     sync_interest(i);
   }
@@ -119,6 +247,7 @@ void ProxyLoop::run_upstream_timers(const Clock& now) {
 
 void ProxyLoop::flush_upstreams(const Clock& now) {
   for (std::size_t i = 0; i < resolvers_.size(); ++i) {
+    if (!resolvers_[i].upstream) continue;
     resolvers_[i].upstream->flush(now.steady);
     sync_interest(i);
   }
@@ -127,23 +256,35 @@ void ProxyLoop::flush_upstreams(const Clock& now) {
 // Sends the query to the resolver the policy picks; false (and the query
 // ended) when no resolver would take it.
 void ProxyLoop::send_upstream(InflightQuery& query, const Clock& now) {
-  const std::size_t first = resolver_set_.choose(now.steady);
+  query.resolvers_tried = 0;
+  query.resolver_generation = resolver_generation_;
+  const std::size_t first = choose_resolver(query, now);
   if (!try_resolver(query, first, now)) finish(query, reason_for(query.last_error), now);
 }
 
 // Hands the query to `index`, or, when that fails at once, to one more
 // resolver. False when neither took it.
 bool ProxyLoop::try_resolver(InflightQuery& query, std::size_t index, const Clock& now) {
-  while (index != ResolverSet::kNone) {
+  // A reload since the query's first try: its tried bits name positions in
+  // a list no longer in force. It keeps one try in the new list.
+  if (query.resolver_generation != resolver_generation_) {
+    query.resolver_generation = resolver_generation_;
+    query.resolvers_tried = query.resolvers_tried != 0 ? kTriedEarlierList : 0;
+  }
+  while (index != kNoResolver) {
     Resolver& resolver = resolvers_[index];
     query.resolver = static_cast<std::uint8_t>(index);
-    query.resolvers_tried |= 1U << index;
+    if (const std::size_t position = position_of(index); position != kNoResolver) {
+      query.resolvers_tried |= 1U << position;
+    }
     const UpstreamError error =
         resolver.upstream->send(query.upstream_query, query.client_transport, now.steady);
     sync_interest(index);
     ++resolver.counted.queries;
+    bump(resolver.metrics->queries);
     if (!error) {
       query.sent = true;
+      query.sent_at = now.steady;
       // A query counts once, however many resolvers it went to; the
       // validator's own fetches are not the workload's queries.
       if (!query.forwarded && query.role == InflightQuery::Role::workload) ++stats_.forwarded;
@@ -151,10 +292,13 @@ bool ProxyLoop::try_resolver(InflightQuery& query, std::size_t index, const Cloc
       return true;
     }
     ++resolver.counted.failures;
-    resolver_set_.on_failure(index, error, now.steady);
+    bump(resolver.metrics->failures);
+    if (const std::size_t position = position_of(index); position != kNoResolver) {
+      resolver_set_.on_failure(position, error, now.steady);
+    }
     query.last_error = error;
     if (std::popcount(query.resolvers_tried) >= kMaxResolversPerQuery) break;
-    index = resolver_set_.choose(now.steady, query.resolvers_tried);
+    index = choose_resolver(query, now);
   }
   return false;
 }
@@ -164,14 +308,21 @@ void ProxyLoop::on_upstream_failure(std::uint8_t resolver, std::uint16_t upstrea
   InflightQuery* query = table_.find(upstream_id);
   if (query == nullptr || !query->sent || query->resolver != resolver) return;
   ++resolvers_[resolver].counted.failures;
-  resolver_set_.on_failure(resolver, error, now.steady);
+  bump(resolvers_[resolver].metrics->failures);
+  if (const std::size_t position = position_of(resolver); position != kNoResolver) {
+    resolver_set_.on_failure(position, error, now.steady);
+  }
   query->sent = false;
   query->last_error = error;
   // Once more on the next resolver, if there is one and time is left.
   if (std::popcount(query->resolvers_tried) < kMaxResolversPerQuery &&
-      query->received + config_.upstream_timeout > now.steady) {
-    const std::size_t next = resolver_set_.choose(now.steady, query->resolvers_tried);
-    if (next != ResolverSet::kNone && try_resolver(*query, next, now)) return;
+      query->received + config_->upstream_timeout > now.steady) {
+    if (query->resolver_generation != resolver_generation_) {
+      query->resolver_generation = resolver_generation_;
+      query->resolvers_tried = kTriedEarlierList;
+    }
+    const std::size_t next = choose_resolver(*query, now);
+    if (next != kNoResolver && try_resolver(*query, next, now)) return;
   }
   finish(*query, reason_for(query->last_error), now);
 }
@@ -189,8 +340,13 @@ void ProxyLoop::on_upstream_answer(std::uint8_t resolver, std::span<std::uint8_t
     ++stats_.unsolicited_upstream;
     return;
   }
-  ++resolvers_[resolver].counted.answers;
-  resolver_set_.on_answer(resolver);
+  Resolver& from = resolvers_[resolver];
+  ++from.counted.answers;
+  bump(from.metrics->answers);
+  from.metrics->latency.record(micros_since(query->sent_at, now.steady));
+  if (const std::size_t position = position_of(resolver); position != kNoResolver) {
+    resolver_set_.on_answer(position);
+  }
   if (validator_) {
     on_checked_answer(*query, packet, now);
     return;
@@ -249,12 +405,21 @@ void ProxyLoop::relay_answer(InflightQuery& query, std::span<const std::uint8_t>
 
 void ProxyLoop::collect_upstream_stats() {
   stats_.resolvers.clear();
-  stats_.upstream_tcp_connects = 0;
-  for (std::size_t i = 0; i < resolvers_.size(); ++i) {
-    const UpstreamCounters transport = resolvers_[i].upstream->counters();
-    const UpstreamCounters& loop = resolvers_[i].counted;
+  stats_.unsolicited_upstream += reaped_.unsolicited;
+  stats_.upstream_tcp_connects = reaped_.connects;
+  for (Resolver& resolver : resolvers_) {
+    if (!resolver.upstream) continue;
+    const UpstreamCounters transport = resolver.upstream->counters();
+    stats_.unsolicited_upstream += transport.unsolicited;
+    stats_.upstream_tcp_connects += transport.connects;
+  }
+  // Per resolver: those of the config in force, in its order.
+  for (std::size_t position = 0; position < in_force_.size(); ++position) {
+    const Resolver& resolver = resolvers_[in_force_[position]];
+    const UpstreamCounters transport = resolver.upstream->counters();
+    const UpstreamCounters& loop = resolver.counted;
     ResolverStats out;
-    out.uri = std::string(config_.resolvers[i].uri);
+    out.uri = std::string(resolver.config->uri);
     out.queries = loop.queries;
     out.answers = loop.answers;
     out.failures = loop.failures;
@@ -262,9 +427,7 @@ void ProxyLoop::collect_upstream_stats() {
     out.handshakes = transport.handshakes;
     out.resumed = transport.resumed;
     out.unsolicited = transport.unsolicited;
-    out.times_down = resolver_set_.times_down(i);
-    stats_.unsolicited_upstream += transport.unsolicited;
-    stats_.upstream_tcp_connects += transport.connects;
+    out.times_down = resolver_set_.times_down(position);
     stats_.resolvers.push_back(std::move(out));
   }
 }

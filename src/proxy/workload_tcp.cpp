@@ -63,7 +63,7 @@ void ProxyLoop::update_client_interest(TcpClient& client, std::uint32_t index) {
   if (!client.open) return;
   const std::size_t backlog = client.out.size() - client.out_written;
   const bool may_read = !draining_ && backlog <= kMaxClientBacklog &&
-                        client.inflight < config_.tcp.max_inflight_per_connection;
+                        client.inflight < config_->tcp.max_inflight_per_connection;
   if (may_read && !client.reading) {
     // Frames already buffered come first; they are handled by the loop
     // between events, never from inside another connection's work.
@@ -93,7 +93,7 @@ void ProxyLoop::resume_clients(const Clock& now) {
 // Handles every complete frame buffered, while the connection may take
 // more queries. False when the connection was closed.
 bool ProxyLoop::handle_frames(TcpClient& client, std::uint32_t index, const Clock& now) {
-  while (client.open && client.inflight < config_.tcp.max_inflight_per_connection &&
+  while (client.open && client.inflight < config_->tcp.max_inflight_per_connection &&
          client.out.size() - client.out_written <= kMaxClientBacklog) {
     const auto frame = client.reader.next_frame();
     if (!frame) break;
@@ -135,7 +135,7 @@ void ProxyLoop::read_frames(TcpClient& client, std::uint32_t index, const Clock&
     if (!handle_frames(client, index, now)) return;
     // Frames left unhandled wait for answers to go out; reading more now
     // would only buffer more of them.
-    if (client.inflight >= config_.tcp.max_inflight_per_connection ||
+    if (client.inflight >= config_->tcp.max_inflight_per_connection ||
         client.out.size() - client.out_written > kMaxClientBacklog) {
       break;
     }
@@ -200,11 +200,11 @@ void ProxyLoop::sweep_connections(const Clock& now) {
     if (!clients_[index] || !clients_[index]->open) continue;
     TcpClient& client = *clients_[index];
     if (client.frame_in_progress &&
-        now.steady - client.frame_started >= config_.tcp.frame_timeout) {
+        now.steady - client.frame_started >= config_->tcp.frame_timeout) {
       close_client(client, index);
     } else if (!client.frame_in_progress && client.inflight == 0 &&
                client.out.size() == client.out_written &&
-               now.steady - client.last_activity >= config_.tcp.idle_timeout) {
+               now.steady - client.last_activity >= config_->tcp.idle_timeout) {
       ++stats_.tcp_idle_closed;
       close_client(client, index);
     }

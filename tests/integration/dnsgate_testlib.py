@@ -580,6 +580,7 @@ def answer_after(delay: float, address: str = "192.0.2.1") -> Behaviour:
 
 
 UUID4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
+POLICY_VERSION_RE = re.compile(r"^[0-9a-f]{12}$")
 TIME_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
 ACTIONS = {"forward", "refuse", "drop", "servfail"}
 REASONS = {"allowed", "not_allowlisted", "malformed_query", "unsupported_opcode", "upstream_timeout",
@@ -614,6 +615,7 @@ def check_envelope(ev: dict, cell: str) -> None:
     assert d["action"] in ACTIONS, ev
     assert d["reasonCode"] in REASONS, ev
     assert isinstance(d["latencyUs"], int) and d["latencyUs"] >= 0, ev
+    assert POLICY_VERSION_RE.match(d["policyVersion"]), f"policyVersion not 12 hex digits: {ev}"
     assert isinstance(d["answerCount"], int) and d["answerCount"] >= 0, ev
     assert "rcode" in d, f"rcode must be present (null when nothing was sent): {ev}"
     if d["reasonCode"] == "malformed_query":

@@ -239,6 +239,7 @@ QueryRecord random_record(Random& random) {
   record.received_at = random_time(random);
   record.latency_us =
       static_cast<std::uint32_t>(random.chance(10) ? random.next() : random.below(100000));
+  record.policy_version = random.next();
   record.transport = static_cast<Transport>(random.chance(2) ? random.below(256) : random.below(2));
   record.client = random_endpoint(random);
   record.size = static_cast<std::uint32_t>(random.chance(10) ? random.next() : random.below(65536));

@@ -4,6 +4,8 @@
 // cloud_event_reference.hpp.
 #include "cloud_event_reference.hpp"
 
+#include "dnsgate/config.hpp"
+
 #include <algorithm>
 #include <array>
 #include <charconv>
@@ -205,6 +207,8 @@ void append_cloud_event(std::string& out, const QueryRecord& record, std::string
   }
   out += R"(,"dnssec":)";
   append_json_string(out, to_string(record.dnssec));
+  out += R"(,"policyVersion":)";
+  append_json_string(out, format_policy_version(record.policy_version));
   out += R"(,"latencyUs":)";
   append_number(out, record.latency_us);
   out += "}}";

@@ -42,6 +42,7 @@ QueryRecord forwarded_record() {
   QueryRecord record;
   record.received_at = example_time();
   record.latency_us = 312;
+  record.policy_version = 0xa1b2c3d;
   record.transport = Transport::udp;
   record.client = endpoint("127.0.0.1:40312");
   record.size = 33;
@@ -142,8 +143,9 @@ TEST(CloudEvent, ForwardedQueryCarriesEveryField) {
   EXPECT_EQ(data["answerCount"], 1);
   EXPECT_EQ(data["upstream"], "127.0.0.1:5300");
   EXPECT_EQ(data["dnssec"], "unchecked");
+  EXPECT_EQ(data["policyVersion"], "00000a1b2c3d");
   EXPECT_EQ(data["latencyUs"], 312);
-  EXPECT_EQ(data.size(), 15u);
+  EXPECT_EQ(data.size(), 16u);
 }
 
 TEST(CloudEvent, CarriesTheDnssecVerdictAndItsReasons) {
@@ -167,11 +169,11 @@ TEST(CloudEvent, CarriesTheDnssecVerdictAndItsReasons) {
 TEST(CloudEvent, KeysComeInTheDocumentedOrder) {
   const std::string line = format_cloud_event(forwarded_record(), "demo", kEventId);
   const std::vector<std::string> keys = {
-      "\"specversion\"",     "\"id\"",      "\"source\"",        "\"type\"",  "\"time\"",
-      "\"datacontenttype\"", "\"subject\"", "\"data\"",          "\"cell\"",  "\"transport\"",
-      "\"client\"",          "\"size\"",    "\"transactionId\"", "\"qname\"", "\"qtype\"",
-      "\"qclass\"",          "\"action\"",  "\"reasonCode\"",    "\"rcode\"", "\"answerCount\"",
-      "\"upstream\"",        "\"dnssec\"",  "\"latencyUs\""};
+      "\"specversion\"",     "\"id\"",      "\"source\"",        "\"type\"",     "\"time\"",
+      "\"datacontenttype\"", "\"subject\"", "\"data\"",          "\"cell\"",     "\"transport\"",
+      "\"client\"",          "\"size\"",    "\"transactionId\"", "\"qname\"",    "\"qtype\"",
+      "\"qclass\"",          "\"action\"",  "\"reasonCode\"",    "\"rcode\"",    "\"answerCount\"",
+      "\"upstream\"",        "\"dnssec\"",  "\"policyVersion\"", "\"latencyUs\""};
   std::size_t previous = 0;
   for (const auto& key : keys) {
     const std::size_t at = line.find(key + ":");
