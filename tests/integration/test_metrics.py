@@ -303,6 +303,29 @@ def test_metrics_port_in_use_is_a_clear_start_failure(tmp_path, knotd):
         taken.close()
 
 
+def test_reloads_are_counted_and_the_policy_version_follows(mgate, knotd):
+    gate = mgate(allowlist=ALLOW, upstream=knotd.address)
+    samples = parse(gate.scrape())
+    (first,) = [ls["policy_version"] for n, ls, _ in samples if n == "dnsgate_policy_info"]
+    # A longer allowlist is applied: counted, and the version follows it.
+    base = gate.config_path.read_text()
+    gate.config_path.write_text(base.replace("  hostnameAllowlist:\n", '  hostnameAllowlist:\n    - "www.example.net"\n'))
+    assert gate.config_path.read_text() != base, "the test did not change the allowlist"
+    gate.proc.send_signal(signal.SIGHUP)
+    samples = gate.wait_metric("dnsgate_config_reloads_total", 1, {"result": "applied"})
+    (second,) = [ls["policy_version"] for n, ls, _ in samples if n == "dnsgate_policy_info"]
+    assert second != first and re.fullmatch(r"[0-9a-f]{12}", second), (first, second)
+    # Moving the endpoint needs a restart: refused, counted, still served where it was.
+    changed = gate.config_path.read_text().replace(f"127.0.0.1:{gate.metrics_port}", f"127.0.0.1:{free_port()}")
+    gate.config_path.write_text(changed)
+    gate.proc.send_signal(signal.SIGHUP)
+    samples = gate.wait_metric("dnsgate_config_reloads_total", 1, {"result": "refused"})
+    assert value(samples, "dnsgate_config_reloads_total", {"result": "applied"}) == 1
+    assert [ls["policy_version"] for n, ls, _ in samples if n == "dnsgate_policy_info"] == [second]
+    assert gate.running()
+    assert gate.get("/healthz")[0] == 200
+
+
 # ---------------------------------------------------------------- bounds
 
 
