@@ -45,7 +45,7 @@ std::string value_of(const std::string& text, const std::string& key) {
   return it == all.end() ? std::string("<absent>") : it->second;
 }
 
-TEST(LatencyHistogram, EachValueGoesToTheFirstBucketAtOrAboveIt) {
+TEST(MetricsHistogram, EachValueGoesToTheFirstBucketAtOrAboveIt) {
   LatencyHistogram histogram;
   histogram.record(0);        // bucket 0 (le 50us)
   histogram.record(50);       // on the bound: still bucket 0
@@ -61,7 +61,7 @@ TEST(LatencyHistogram, EachValueGoesToTheFirstBucketAtOrAboveIt) {
   EXPECT_EQ(snap.sum_us, 0U + 50 + 51 + 5000000 + 5000001);
 }
 
-TEST(RenderMetrics, EveryCounterHasItsFamilyAndValue) {
+TEST(MetricsRender, EveryCounterHasItsFamilyAndValue) {
   MetricsBoard board;
   ProxyCounters counters;
   counters.received = 11;
@@ -92,7 +92,7 @@ TEST(RenderMetrics, EveryCounterHasItsFamilyAndValue) {
   EXPECT_GE(counter_families, MetricsBoard::kCounterCount);
 }
 
-TEST(RenderMetrics, EveryFamilyHasHelpAndTypeOnceAndEverySampleACellLabel) {
+TEST(MetricsRender, EveryFamilyHasHelpAndTypeOnceAndEverySampleACellLabel) {
   MetricsBoard board;
   board.resolver("udp://127.0.0.1:53");
   board.set_validating(true);
@@ -127,7 +127,7 @@ TEST(RenderMetrics, EveryFamilyHasHelpAndTypeOnceAndEverySampleACellLabel) {
   EXPECT_EQ(text.back(), '\n');
 }
 
-TEST(RenderMetrics, ResolversTheirCountersUpAndLatency) {
+TEST(MetricsRender, ResolversTheirCountersUpAndLatency) {
   MetricsBoard board;
   ResolverMetrics& first = board.resolver("udp://127.0.0.1:5300");
   ResolverMetrics& second = board.resolver("tls://192.0.2.1:853");
@@ -172,7 +172,7 @@ TEST(RenderMetrics, ResolversTheirCountersUpAndLatency) {
   EXPECT_EQ(value_of(text, "dnsgate_upstream_latency_seconds_sum" + b + "}"), "0");
 }
 
-TEST(RenderMetrics, ValidationHistogramOnlyWhileValidating) {
+TEST(MetricsRender, ValidationHistogramOnlyWhileValidating) {
   MetricsBoard board;
   board.validation_time().record(1500);
   EXPECT_EQ(render_metrics(board, "c").find("dnsgate_dnssec_validation_seconds"),
@@ -187,7 +187,7 @@ TEST(RenderMetrics, ValidationHistogramOnlyWhileValidating) {
   EXPECT_EQ(value_of(text, R"(dnsgate_dnssec_validation_seconds_count{cell="c"})"), "1");
 }
 
-TEST(RenderMetrics, EventsReloadsPolicyAndBuild) {
+TEST(MetricsRender, EventsReloadsPolicyAndBuild) {
   MetricsBoard board;
   board.events_delivered = 100;
   board.events_spooled = 7;
@@ -206,7 +206,7 @@ TEST(RenderMetrics, EventsReloadsPolicyAndBuild) {
   EXPECT_NE(text.find("dnsgate_build_info{cell=\"c\",version=\""), std::string::npos);
 }
 
-TEST(RenderMetrics, LabelValuesAreEscaped) {
+TEST(MetricsRender, LabelValuesAreEscaped) {
   MetricsBoard board;
   board.resolver("https://x.example/q?a=\"b\"\\c\nd");
   const std::string text = render_metrics(board, "we\"ird\\cell\n");
@@ -221,7 +221,7 @@ TEST(RenderMetrics, LabelValuesAreEscaped) {
   }
 }
 
-TEST(Probes, HealthyWhileTheLoopTurnedWithinASecond) {
+TEST(MetricsProbes, HealthyWhileTheLoopTurnedWithinASecond) {
   MetricsBoard board;
   const auto now = Clock::now();
   EXPECT_FALSE(board.healthy(now));  // never turned
@@ -234,7 +234,7 @@ TEST(Probes, HealthyWhileTheLoopTurnedWithinASecond) {
   EXPECT_EQ(health_answer(board, now + seconds(2)).status, 503U);
 }
 
-TEST(Probes, ReadyNeedsListenersAndAResolverInForceUp) {
+TEST(MetricsProbes, ReadyNeedsListenersAndAResolverInForceUp) {
   MetricsBoard board;
   ResolverMetrics& first = board.resolver("udp://127.0.0.1:1");
   ResolverMetrics& second = board.resolver("udp://127.0.0.1:2");
