@@ -39,11 +39,37 @@ enum class ResolverPolicy { failover, round_robin };
 // The most resolvers one cell may name.
 inline constexpr std::size_t kMaxResolvers = 16;
 
-enum class EventSinkKind { stdout_lines, file };
+enum class EventSinkKind { stdout_lines, file, nats, http };
+
+// events.nats (DESIGN.md §11, docs/events.md "Delivery"): JetStream.
+struct NatsSinkConfig {
+  std::vector<std::string> urls;                   // nats://host:port, one or more
+  std::string subject = "dnsgate.events.{cell}";  // {cell} replaced by the cell id
+  std::string stream;                              // the stream that must capture the subject
+};
+
+// events.http: the CloudEvents HTTP binding, batched mode.
+struct HttpSinkConfig {
+  std::string url;  // http://host[:port]/path (or https)
+  std::size_t batch_max = 500;
+};
+
+inline constexpr std::size_t kMaxHttpBatch = 10000;
+
+// events.spool: events not yet acknowledged by a nats or http sink.
+struct SpoolConfig {
+  std::string dir = "/var/lib/dnsgate/spool/{cell}";  // {cell} replaced
+  std::uint64_t max_bytes = 1ULL << 30;               // past it, the newest are dropped
+};
+
+inline constexpr std::uint64_t kMinSpoolBytes = 1ULL << 20;
 
 struct EventsConfig {
   EventSinkKind sink = EventSinkKind::stdout_lines;
   std::string path;  // for EventSinkKind::file
+  NatsSinkConfig nats;
+  HttpSinkConfig http;
+  SpoolConfig spool;
 };
 
 // DNSSEC validation (DESIGN.md §9, docs/dnssec.md).
