@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <seccomp.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -160,6 +161,13 @@ bool install_seccomp_filter(std::string& error) {
   if (rc == 0) {
     rc = seccomp_rule_add(ctx.get(), SCMP_ACT_ALLOW, SCMP_SYS(tgkill), 1,
                           SCMP_A0(SCMP_CMP_EQ, static_cast<scmp_datum_t>(getpid())));
+  }
+  // A thread naming itself (prctl PR_SET_NAME): libmicrohttpd's server
+  // thread (the metrics endpoint) does so when it first runs, which may be
+  // after the filter is in place. Every other prctl stays forbidden.
+  if (rc == 0) {
+    rc = seccomp_rule_add(ctx.get(), SCMP_ACT_ALLOW, SCMP_SYS(prctl), 1,
+                          SCMP_A0(SCMP_CMP_EQ, static_cast<scmp_datum_t>(PR_SET_NAME)));
   }
   // clone3 takes its flags in memory a filter cannot read: glibc falls back
   // to clone when told it does not exist.

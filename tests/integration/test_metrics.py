@@ -25,7 +25,7 @@ import dns.rcode
 import pytest
 
 from dnsgate_testlib import (
-    HERE, DnsGate, closed_udp_port, dnsgate_bin, free_port, gate_factory, make_query, port_held_by,
+    HERE, DnsGate, closed_udp_port, dnsgate_bin, endpoint, free_port, gate_factory, make_query, port_held_by,
     recv_until, run_cli, udp_socket,
 )
 
@@ -39,23 +39,24 @@ IDLE_TIMEOUT = 5.0
 class MetricsGate(DnsGate):
     """`dnsgate run` with a `metrics:` block on a free loopback port."""
 
-    def __init__(self, workdir: Path, **kwargs):
+    def __init__(self, workdir: Path, metrics_host: str = "127.0.0.1", **kwargs):
         super().__init__(workdir, **kwargs)
-        self.metrics_port = free_port(tcp_too=True)
+        self.metrics_host = metrics_host
+        self.metrics_port = free_port(metrics_host, tcp_too=True)
         with open(self.config_path, "a") as f:
-            f.write(f"metrics:\n  listen: 127.0.0.1:{self.metrics_port}\n")
+            f.write(f'metrics:\n  listen: "{endpoint(metrics_host, self.metrics_port)}"\n')
 
     def start(self) -> "MetricsGate":
         super().start()
         deadline = time.monotonic() + 10
-        while not port_held_by(self.proc.pid, self.metrics_port, proto="tcp"):
+        while not port_held_by(self.proc.pid, self.metrics_port, self.metrics_host, proto="tcp"):
             assert self.running(), f"dnsgate exited:\n{self.stderr()}"
             assert time.monotonic() < deadline, f"metrics port not listening within 10 s:\n{self.stderr()}"
             time.sleep(0.01)
         return self
 
     def get(self, path: str, method: str = "GET", timeout: float = 5.0) -> tuple[int, dict, str]:
-        conn = http.client.HTTPConnection("127.0.0.1", self.metrics_port, timeout=timeout)
+        conn = http.client.HTTPConnection(self.metrics_host, self.metrics_port, timeout=timeout)
         try:
             conn.request(method, path)
             r = conn.getresponse()
@@ -207,6 +208,30 @@ def test_counters_match_the_traffic_and_promtool_accepts_the_scrape(mgate, knotd
     status, headers, body = gate.get("/metrics", method="HEAD")
     assert status == 200 and body == "", (status, body)
     gate.events(len(allowed) + len(refused))
+
+
+def test_served_over_ipv6(mgate, knotd):
+    gate = mgate(allowlist=ALLOW, upstream=knotd.address, metrics_host="::1")
+    gate.wait_metric("dnsgate_received_total", gate.probes)
+    assert gate.get("/readyz")[0] == 200
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", gate.metrics_port), timeout=1).close()
+
+
+def test_validation_time_is_a_histogram_while_validating(mgate, knotd):
+    # An anchor for a zone the names are not under: every answer is proven
+    # insecure by the validator, with no fetch (docs/dnssec.md).
+    anchor = "unrelated.test. DS 12345 13 2 " + "AB" * 32
+    gate = mgate(allowlist=ALLOW, upstream=knotd.address, dnssec={"mode": "validate", "trustAnchors": [anchor]})
+    answers = ask_all(gate.port, ["www.example.com.", "api.example.org.", "example.com."])
+    gate.note_datagrams(3)
+    assert [rcode_of(a) for a in answers] == [0, 0, 0]
+    samples = gate.wait_metric("dnsgate_dnssec_validation_seconds_count", 3)
+    assert value(samples, "dnsgate_dnssec_insecure_total") == 3
+    assert value(samples, "dnsgate_dnssec_validation_seconds_bucket", {"le": "+Inf"}) == 3
+    assert value(samples, "dnsgate_dnssec_validation_seconds_sum") < 3.0
+    promtool_check(gate.scrape())
+    gate.events(3)
 
 
 def test_a_real_prometheus_scrapes_it(mgate, knotd, tmp_path):
@@ -458,6 +483,12 @@ def test_run_seccomp_serves_metrics(mgate, knotd, monkeypatch):
     time.sleep(0.2)
     assert gate.running(), f"dnsgate died under seccomp:\n{gate.stderr()}"
     assert gate.get("/metrics")[0] == 200
+    # The server's thread may first run after the filter is installed (it
+    # names itself then): a few more starts to meet that race.
+    for _ in range(6):
+        more = mgate(allowlist=ALLOW, upstream=knotd.address)
+        assert more.get("/healthz")[0] == 200
+        more.stop()
 
 
 def test_supervised_cell_with_metrics_is_refused(tmp_path):
