@@ -11,6 +11,8 @@
 - `DeliveryGate`: a DnsGate whose `events:` block is a nats or http sink
   with a spool, and whose events are checked against the peer by the tests
   themselves (not in a local file);
+- `HttpReceiver`: http_receiver.js (the official CloudEvents SDK) on a
+  loopback port, its scripted faults, the events it accepted;
 - `send_load()`: a bounded, paced UDP query sender that times every answer.
 
 Loopback only; every process is stopped by its PID.
@@ -250,6 +252,106 @@ def wait_stream_messages(servers: str, stream: str, want: int, timeout: float) -
     return got
 
 
+# ---------------------------------------------------------------- the HTTP receiver
+
+
+class HttpReceiver:
+    """http_receiver.js on 127.0.0.1:<port>: every batch parsed and validated
+    with the CloudEvents SDK; accepted events in `out`, rejected (scripted
+    400) ones in `out`.rejected, invalid batches in `out`.errors."""
+
+    RECEIVER = HERE / "http_receiver.js"
+
+    def __init__(self, workdir: Path, port: Optional[int] = None):
+        require_node_package("cloudevents")
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.workdir = workdir
+        self.port = port or free_port(tcp_too=True)
+        self.out = workdir / "received.jsonl"
+        self.log_path = workdir / "receiver.log"
+        self.proc: Optional[subprocess.Popen] = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/events"
+
+    def start(self, **faults) -> "HttpReceiver":
+        """faults: fail503_seconds, fail400_next, close_next, close_seconds, delay_ms."""
+        args = [NODE, str(self.RECEIVER), "--out", str(self.out), "--port", str(self.port)]
+        for k, v in faults.items():
+            args += ["--" + k.replace("_", "-"), str(v)]
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL, cwd=HERE)
+        log.close()
+        line = self.proc.stdout.readline().decode().strip()  # "listening PORT" (EOF if it died)
+        if not line.startswith("listening "):
+            self.proc.wait(timeout=5)
+            raise AssertionError(f"http_receiver.js did not start ({self.proc.returncode}): {line}\n"
+                                 f"{self.log_path.read_text(errors='replace')}")
+        assert int(line.split()[1]) == self.port, line
+        return self
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self) -> None:
+        if self.running():
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+        if self.proc is not None and self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+    def _request(self, method: str, path: str, body: bytes = b"") -> bytes:
+        with socket.create_connection(("127.0.0.1", self.port), timeout=5) as s:
+            s.sendall(f"{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Length: {len(body)}\r\n\r\n"
+                      .encode() + body)
+            data = b""
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+        head, _, payload = data.partition(b"\r\n\r\n")
+        assert b" 200 " in head.split(b"\r\n")[0] + b" ", head
+        return payload
+
+    def control(self, **faults) -> None:
+        """fail503Seconds, fail400Next, closeNext, closeSeconds, delayMs."""
+        self._request("POST", "/control", json.dumps(faults).encode())
+
+    def stats(self) -> dict:
+        return json.loads(self._request("GET", "/stats"))
+
+    @staticmethod
+    def _lines(path: Path) -> list[dict]:
+        try:
+            text = path.read_text()
+        except FileNotFoundError:
+            return []
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+    def events(self) -> list[dict]:
+        return self._lines(self.out)
+
+    def rejected(self) -> list[dict]:
+        return self._lines(Path(str(self.out) + ".rejected"))
+
+    def errors(self) -> list[dict]:
+        return self._lines(Path(str(self.out) + ".errors"))
+
+    def wait_events(self, want: int, timeout: float) -> list[dict]:
+        deadline = time.monotonic() + timeout
+        evs = self.events()
+        while len(evs) < want and time.monotonic() < deadline:
+            time.sleep(0.1)
+            evs = self.events()
+        return evs
+
+
 # ---------------------------------------------------------------- dnsgate with a delivering sink
 
 
@@ -433,3 +535,13 @@ def nats_server(tmp_path):
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def receiver(tmp_path):
+    """An HttpReceiver on a free port (not started: call .start(**faults))."""
+    rx = HttpReceiver(tmp_path / "receiver")
+    try:
+        yield rx
+    finally:
+        rx.stop()
