@@ -5,6 +5,8 @@
   ports and store;
 - `NatsCluster`: three of them as one JetStream cluster (a config file per
   node, routes to the two others, a server_name and a store dir each);
+- `SlowProxy`: a TCP relay that holds every server-to-client byte for a
+  while, to make JetStream answer (and acknowledge) slowly;
 - `nats_tool()`: nats_tool.js (the official `nats` npm client) to create a
   stream (R1 or R3), change its subjects, and read it back (messages,
   distinct Nats-Msg-Id);
@@ -22,10 +24,12 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import signal
 import socket
 import statistics
 import subprocess
+import threading
 import time
 from pathlib import Path
 from typing import Optional
@@ -33,7 +37,7 @@ from typing import Optional
 import pytest
 
 from dnsgate_testlib import (
-    HERE, NODE, DnsGate, check_envelope, free_port, gate_factory, make_query, render_config, yaml_str,
+    HERE, NODE, DnsGate, check_envelope, free_port, gate_factory, make_query, yaml_str,
 )
 
 NATS_SERVER = "/usr/sbin/nats-server"
@@ -211,6 +215,103 @@ class NatsCluster:
 
     def logs(self) -> str:
         return "\n".join(f"== {n.name}\n{n.log()}" for n in self.nodes)
+
+
+class SlowProxy:
+    """127.0.0.1:<port> relaying to 127.0.0.1:<target>; what the server
+    sends reaches the client `delay` seconds late (client to server is
+    immediate). Threads only; close() ends them and every connection."""
+
+    def __init__(self, target_port: int, delay: float):
+        self.target_port = target_port
+        self.delay = delay
+        self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(16)
+        self.port = self.listener.getsockname()[1]
+        self._stop = threading.Event()
+        self._socks: list[socket.socket] = []
+        self.connections = 0
+        self.relayed_to_client = 0
+        threading.Thread(target=self._accept, name="slow-proxy", daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    def _accept(self) -> None:
+        self.listener.settimeout(0.2)
+        while not self._stop.is_set():
+            try:
+                client, _ = self.listener.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            try:
+                server = socket.create_connection(("127.0.0.1", self.target_port), timeout=2)
+            except OSError:
+                client.close()
+                continue
+            self.connections += 1
+            self._socks += [client, server]
+            q: queue.Queue = queue.Queue()
+            threading.Thread(target=self._pipe, args=(client, server, None), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(server, client, q), daemon=True).start()
+            threading.Thread(target=self._late_writer, args=(q, client), daemon=True).start()
+
+    def _pipe(self, src: socket.socket, dst: socket.socket, late: "Optional[queue.Queue]") -> None:
+        try:
+            while not self._stop.is_set():
+                data = src.recv(65536)
+                if not data:
+                    break
+                if late is None:
+                    dst.sendall(data)
+                else:
+                    late.put((time.monotonic() + self.delay, data))
+        except OSError:
+            pass
+        finally:
+            if late is not None:
+                late.put(None)
+            else:
+                for sock in (src, dst):
+                    try:
+                        sock.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass
+
+    def _late_writer(self, q: "queue.Queue", dst: socket.socket) -> None:
+        try:
+            while True:
+                item = q.get()
+                if item is None or self._stop.is_set():
+                    break
+                due, data = item
+                wait = due - time.monotonic()
+                if wait > 0:
+                    time.sleep(wait)
+                dst.sendall(data)
+                self.relayed_to_client += len(data)
+        except OSError:
+            pass
+        finally:
+            try:
+                dst.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        self._stop.set()
+        self.listener.close()
+        for sock in self._socks:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            sock.close()
 
 
 def nats_tool(servers: str, *args: str, timeout: float = 90.0) -> dict:

@@ -11,8 +11,9 @@
 //       prints {"messages", "leader", "replicas", "subjects", "duplicateWindowMs"}
 //   node nats_tool.js SERVERS count NAME [OUT_FILE]
 //       reads every message of the stream with an ordered JetStream consumer
-//       and prints {"messages", "distinctIds", "ids", "missingIdHeader"}:
-//       ids are the Nats-Msg-Id headers in stream order; with OUT_FILE each
+//       and prints {"messages", "distinctIds", "ids", "missingIdHeader",
+//       "subjects"}: ids are the Nats-Msg-Id headers in stream order,
+//       subjects maps each subject to its message count; with OUT_FILE each
 //       message body is written there as one line (the event as published)
 //   node nats_tool.js SERVERS publish SUBJECT COUNT ID_PREFIX
 //       publishes COUNT small JSON events with Nats-Msg-Id ID_PREFIX-<n>,
@@ -100,6 +101,7 @@ async function count(nc, name, outFile) {
   const total = info.state.messages;
   const ids = [];
   const lines = [];
+  const subjects = {};
   let missing = 0;
   if (total > 0) {
     const consumer = await retrying(`consumer on ${name}`, () => js.consumers.get(name));
@@ -111,13 +113,14 @@ async function count(nc, name, outFile) {
         const id = m.headers ? m.headers.get("Nats-Msg-Id") : "";
         if (id) ids.push(id);
         else missing += 1;
+        subjects[m.subject] = (subjects[m.subject] || 0) + 1;
         if (outFile) lines.push(sc.decode(m.data));
         if (ids.length + missing >= total) break;
       }
     }
   }
   if (outFile) fs.writeFileSync(outFile, lines.map((l) => l + "\n").join(""));
-  return { messages: total, distinctIds: new Set(ids).size, ids, missingIdHeader: missing };
+  return { messages: total, distinctIds: new Set(ids).size, ids, missingIdHeader: missing, subjects };
 }
 
 async function publish(nc, subject, n, prefix) {
