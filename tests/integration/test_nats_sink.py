@@ -175,6 +175,7 @@ def test_stream_not_capturing_the_subject(gates, knotd, nats_server, tmp_path):
     gate1.stop()
     d1 = gate1.delivery
     assert d1["delivered"] == 0, d1
+    assert d1["retried"] > 0, f"the refused publishes are not counted: {d1}"
     assert d1["backlog"] == gate1.datagrams, f"the events must stay spooled: {d1}"
     assert stream_messages(nats_server.url, STREAM) == 0
     clear = failure_lines(gate1, SUBJECT, STREAM)
