@@ -370,8 +370,7 @@ TEST(Spool, HugeLengthFieldIsDamageNotAnAllocation) {
   big.append((1U << 20) + 1, 'z');
   put_file_bytes(fs::path(options.dir) / "00000000000000000002.seg", big);
   {
-    SpoolOptions writer = options;
-    auto spool = open_spool(writer);
+    auto spool = open_spool(options);
     ASSERT_TRUE(spool);
     EXPECT_EQ(spool->counts().corrupt_skipped, 2U);
     ASSERT_EQ(spool->append("after"), Spool::Append::stored);
