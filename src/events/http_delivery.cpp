@@ -116,11 +116,56 @@ class HttpDelivery final : public EventDelivery {
     return ok ? std::string() : fmt::format("http: this libcurl cannot POST to {}", config_.url);
   }
 
+  // A batch larger than batchMax goes in several POSTs, in order, up to
+  // the first that fails.
   DeliveryResult send(std::span<const OutgoingEvent> batch) override {
     DeliveryResult result;
-    if (batch.empty()) return result;
+    for (std::size_t at = 0; at < batch.size();) {
+      const auto part = batch.subspan(at, std::min(config_.batch_max, batch.size() - at));
+      DeliveryResult posted = post(part);
+      if (posted.outcome != DeliveryOutcome::delivered) {
+        result.outcome = posted.outcome;
+        result.error = std::move(posted.error);
+        errors_.fetch_add(1, std::memory_order_relaxed);
+        // Refused: this POST's events; those after it were not offered.
+        if (result.outcome == DeliveryOutcome::rejected) {
+          result.rejected = part.size();
+          rejected_.fetch_add(part.size(), std::memory_order_relaxed);
+        } else {
+          retried_.fetch_add(batch.size() - result.delivered, std::memory_order_relaxed);
+        }
+        return result;
+      }
+      result.delivered += part.size();
+      delivered_.fetch_add(part.size(), std::memory_order_relaxed);
+      at += part.size();
+    }
+    return result;
+  }
+
+  std::size_t batch_max() const noexcept override { return config_.batch_max; }
+
+  void cancel() noexcept override { cancelled_.store(true, std::memory_order_relaxed); }
+
+  DeliveryCounts counts() const noexcept override {
+    DeliveryCounts counts;
+    counts.sent = sent_.load(std::memory_order_relaxed);
+    counts.delivered = delivered_.load(std::memory_order_relaxed);
+    counts.retried = retried_.load(std::memory_order_relaxed);
+    counts.rejected = rejected_.load(std::memory_order_relaxed);
+    counts.errors = errors_.load(std::memory_order_relaxed);
+    return counts;
+  }
+
+  std::string describe() const override {
+    return fmt::format("{} batchMax {}", config_.url, config_.batch_max);
+  }
+
+ private:
+  // One POST; the caller counts.
+  DeliveryResult post(std::span<const OutgoingEvent> batch) {
     if (cancelled_.load(std::memory_order_relaxed)) {
-      return fail(batch.size(), DeliveryOutcome::retry, "http: cancelled (shutting down)");
+      return fail(DeliveryOutcome::retry, "http: cancelled (shutting down)");
     }
 
     std::size_t bytes = 2;
@@ -143,20 +188,16 @@ class HttpDelivery final : public EventDelivery {
     const CURLcode code = curl_easy_perform(curl_);
     if (code != CURLE_OK) {
       if (code == CURLE_ABORTED_BY_CALLBACK) {
-        return fail(batch.size(), DeliveryOutcome::retry, "http: cancelled (shutting down)");
+        return fail(DeliveryOutcome::retry, "http: cancelled (shutting down)");
       }
       const std::string_view why = error_[0] != '\0' ? error_ : curl_easy_strerror(code);
-      return fail(batch.size(), DeliveryOutcome::retry,
+      return fail(DeliveryOutcome::retry,
                   fmt::format("http: POST {}: {}", config_.url, one_line(why)));
     }
 
     long status = 0;
     curl_easy_getinfo(curl_, CURLINFO_RESPONSE_CODE, &status);
-    if (status >= 200 && status < 300) {
-      result.delivered = batch.size();
-      delivered_.fetch_add(batch.size(), std::memory_order_relaxed);
-      return result;
-    }
+    if (status >= 200 && status < 300) return {};
     std::string error = fmt::format("http: POST {}: HTTP {}", config_.url, status);
     const std::string excerpt = one_line(response_);
     if (!excerpt.empty()) error += fmt::format(": {}", excerpt);
@@ -165,50 +206,23 @@ class HttpDelivery final : public EventDelivery {
     // spool keeps the events meanwhile. Other 4xx refuse these events, and
     // sending them again would be refused again.
     const bool permanent = status >= 400 && status < 500 && status != 429;
-    return fail(batch.size(), permanent ? DeliveryOutcome::rejected : DeliveryOutcome::retry,
-                std::move(error));
+    return fail(permanent ? DeliveryOutcome::rejected : DeliveryOutcome::retry, std::move(error));
   }
 
-  std::size_t batch_max() const noexcept override { return config_.batch_max; }
-
-  void cancel() noexcept override { cancelled_.store(true, std::memory_order_relaxed); }
-
-  DeliveryCounts counts() const noexcept override {
-    DeliveryCounts counts;
-    counts.sent = sent_.load(std::memory_order_relaxed);
-    counts.delivered = delivered_.load(std::memory_order_relaxed);
-    counts.retried = retried_.load(std::memory_order_relaxed);
-    counts.rejected = rejected_.load(std::memory_order_relaxed);
-    counts.errors = errors_.load(std::memory_order_relaxed);
-    return counts;
-  }
-
-  std::string describe() const override {
-    return fmt::format("{} batchMax {}", config_.url, config_.batch_max);
-  }
-
- private:
-  DeliveryResult fail(std::size_t events, DeliveryOutcome outcome, std::string error) {
+  static DeliveryResult fail(DeliveryOutcome outcome, std::string error) {
     DeliveryResult result;
     result.outcome = outcome;
     result.error = std::move(error);
-    errors_.fetch_add(1, std::memory_order_relaxed);
-    if (outcome == DeliveryOutcome::rejected) {
-      result.rejected = events;
-      rejected_.fetch_add(events, std::memory_order_relaxed);
-    } else {
-      retried_.fetch_add(events, std::memory_order_relaxed);
-    }
     return result;
   }
 
   // libcurl calls these from inside curl_easy_perform, on this thread; no
   // exception may cross back into C.
-  static std::size_t on_body(char* data, std::size_t size, std::size_t count,
-                             void* self) noexcept {
+  static std::size_t on_body(char* data, std::size_t size, std::size_t count, void* self) noexcept {
     auto& delivery = *static_cast<HttpDelivery*>(self);
     const std::size_t bytes = size * count;
-    const std::size_t room = kMaxResponseExcerpt - std::min(kMaxResponseExcerpt, delivery.response_.size());
+    const std::size_t room =
+        kMaxResponseExcerpt - std::min(kMaxResponseExcerpt, delivery.response_.size());
     try {
       delivery.response_.append(data, std::min(room, bytes));
     } catch (const std::bad_alloc&) {

@@ -20,6 +20,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <exception>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -90,12 +91,18 @@ struct Acks {
   // message it acknowledges, nothing else that tells which one it was.
   std::vector<std::pair<const natsMsg*, std::uint32_t>> index;
   std::vector<std::uint8_t> state;  // per event of the batch
-  std::size_t published = 0;         // messages libnats took
-  std::size_t answered = 0;          // of those, acknowledged or failed
+  std::size_t published = 0;        // messages libnats took
+  std::size_t answered = 0;         // of those, acknowledged or failed
   std::size_t first_failed = SIZE_MAX;
   std::string failure;  // why first_failed failed
   bool cancelled = false;
 };
+
+// Addresses of distinct objects are ordered by std::less only.
+bool by_address(const std::pair<const natsMsg*, std::uint32_t>& a,
+                const std::pair<const natsMsg*, std::uint32_t>& b) {
+  return std::less<const natsMsg*>()(a.first, b.first);
+}
 
 // Handlers may run after the delivery is gone (libnats does not wait for
 // a callback in progress when its context is destroyed), so they reach the
@@ -138,7 +145,7 @@ std::string describe_failure(const jsPubAckErr& error, std::string_view subject)
   if (error.Err == NATS_TIMEOUT) {
     return "no acknowledgement (timeout)";
   }
-  const std::string text =
+  std::string text =
       error.ErrText != nullptr && *error.ErrText != '\0' ? error.ErrText : status_text(error.Err);
   if (error.ErrCode != 0) {
     return fmt::format("JetStream error {}: {} (subject {})", static_cast<int>(error.ErrCode), text,
@@ -153,9 +160,8 @@ void on_ack(jsCtx* /*js*/, natsMsg* message, jsPubAck* ack, jsPubAckErr* error,
     if (const std::shared_ptr<Acks> acks =
             ack_registry().find(reinterpret_cast<std::uintptr_t>(closure))) {
       const std::lock_guard lock(acks->mutex);
-      const auto found = std::lower_bound(
-          acks->index.begin(), acks->index.end(), message,
-          [](const auto& entry, const natsMsg* key) { return entry.first < key; });
+      const auto found = std::lower_bound(acks->index.begin(), acks->index.end(),
+                                          std::pair(message, 0U), by_address);
       // Not found: a message of a batch given up on.
       if (found != acks->index.end() && found->first == message) {
         const std::uint32_t at = found->second;
@@ -262,13 +268,64 @@ class NatsDelivery final : public EventDelivery {
     return {};
   }
 
+  // A batch larger than batch_max() goes in parts, each awaited before the
+  // next: MaxPending is sized for one.
   DeliveryResult send(std::span<const OutgoingEvent> batch) override {
-    if (batch.empty()) return {};
+    DeliveryResult result;
+    for (std::size_t at = 0; at < batch.size();) {
+      const auto part = batch.subspan(at, std::min(kBatchMax, batch.size() - at));
+      DeliveryResult sent = send_part(part);
+      result.delivered += sent.delivered;
+      delivered_.fetch_add(sent.delivered, std::memory_order_relaxed);
+      if (sent.outcome != DeliveryOutcome::delivered) {
+        result.outcome = sent.outcome;
+        result.error = std::move(sent.error);
+        retried_.fetch_add(batch.size() - result.delivered, std::memory_order_relaxed);
+        errors_.fetch_add(batch.size() - result.delivered, std::memory_order_relaxed);
+        return result;
+      }
+      at += part.size();
+    }
+    return result;
+  }
+
+  std::size_t batch_max() const noexcept override { return kBatchMax; }
+
+  void cancel() noexcept override {
+    cancelled_.store(true, std::memory_order_relaxed);
+    try {
+      const std::lock_guard lock(acks_->mutex);
+      acks_->cancelled = true;
+      acks_->changed.notify_all();
+    } catch (const std::exception&) {
+      // The flag alone ends the wait at the next poll.
+    }
+  }
+
+  DeliveryCounts counts() const noexcept override {
+    DeliveryCounts counts;
+    counts.sent = sent_.load(std::memory_order_relaxed);
+    counts.delivered = delivered_.load(std::memory_order_relaxed);
+    counts.retried = retried_.load(std::memory_order_relaxed);
+    counts.rejected = 0;
+    counts.errors = errors_.load(std::memory_order_relaxed);
+    return counts;
+  }
+
+  std::string describe() const override {
+    std::string text = fmt::format("{} subject {}", fmt::join(config_.urls, ","), subject_);
+    if (!config_.stream.empty()) text += fmt::format(" stream {}", config_.stream);
+    return text;
+  }
+
+ private:
+  // At most kBatchMax events.
+  DeliveryResult send_part(std::span<const OutgoingEvent> batch) {
     if (cancelled_.load(std::memory_order_relaxed)) {
-      return fail(batch.size(), 0, "nats: cancelled (shutting down)");
+      return fail(0, "nats: cancelled (shutting down)");
     }
     if (std::string error = await_connection(); !error.empty()) {
-      return fail(batch.size(), 0, std::move(error));
+      return fail(0, std::move(error));
     }
 
     // Every message is made before the first is published so that the
@@ -280,7 +337,7 @@ class NatsDelivery final : public EventDelivery {
     }
     if (!error.empty()) {
       for (natsMsg* message : messages) natsMsg_Destroy(message);
-      return fail(batch.size(), 0, std::move(error));
+      return fail(0, std::move(error));
     }
     {
       const std::lock_guard lock(acks_->mutex);
@@ -288,7 +345,7 @@ class NatsDelivery final : public EventDelivery {
       for (std::size_t i = 0; i < messages.size(); ++i) {
         acks_->index.emplace_back(messages[i], static_cast<std::uint32_t>(i));
       }
-      std::sort(acks_->index.begin(), acks_->index.end());
+      std::sort(acks_->index.begin(), acks_->index.end(), by_address);
       acks_->state.assign(batch.size(), Acks::kPending);
       acks_->published = SIZE_MAX;  // not all taken yet: no wake-up before
       acks_->answered = 0;
@@ -348,7 +405,6 @@ class NatsDelivery final : public EventDelivery {
     acks_->index.clear();
     lock.unlock();
 
-    delivered_.fetch_add(prefix, std::memory_order_relaxed);
     if (abandoned) forget_pending();
     if (prefix == batch.size()) {
       DeliveryResult result;
@@ -357,46 +413,14 @@ class NatsDelivery final : public EventDelivery {
     }
     // Acknowledged events past the prefix are sent again with the rest;
     // JetStream drops them by Nats-Msg-Id.
-    return fail(batch.size(), prefix, std::move(error));
+    return fail(prefix, std::move(error));
   }
 
-  std::size_t batch_max() const noexcept override { return kBatchMax; }
-
-  void cancel() noexcept override {
-    cancelled_.store(true, std::memory_order_relaxed);
-    try {
-      const std::lock_guard lock(acks_->mutex);
-      acks_->cancelled = true;
-      acks_->changed.notify_all();
-    } catch (const std::exception&) {
-      // The flag alone ends the wait at the next poll.
-    }
-  }
-
-  DeliveryCounts counts() const noexcept override {
-    DeliveryCounts counts;
-    counts.sent = sent_.load(std::memory_order_relaxed);
-    counts.delivered = delivered_.load(std::memory_order_relaxed);
-    counts.retried = retried_.load(std::memory_order_relaxed);
-    counts.rejected = 0;
-    counts.errors = errors_.load(std::memory_order_relaxed);
-    return counts;
-  }
-
-  std::string describe() const override {
-    std::string text = fmt::format("{} subject {}", fmt::join(config_.urls, ","), subject_);
-    if (!config_.stream.empty()) text += fmt::format(" stream {}", config_.stream);
-    return text;
-  }
-
- private:
-  DeliveryResult fail(std::size_t events, std::size_t prefix, std::string error) {
+  static DeliveryResult fail(std::size_t prefix, std::string error) {
     DeliveryResult result;
     result.delivered = prefix;
     result.outcome = DeliveryOutcome::retry;
     result.error = std::move(error);
-    retried_.fetch_add(events - prefix, std::memory_order_relaxed);
-    errors_.fetch_add(events - prefix, std::memory_order_relaxed);
     return result;
   }
 
@@ -413,7 +437,9 @@ class NatsDelivery final : public EventDelivery {
       jsOptions_Init(&options);
       options.PublishAsync.MaxPending = kMaxPending;
       options.PublishAsync.AckHandler = on_ack;
-      options.PublishAsync.AckHandlerClosure = reinterpret_cast<void*>(token_);
+      // A number carried as the closure, never dereferenced (AckRegistry).
+      options.PublishAsync.AckHandlerClosure =
+          reinterpret_cast<void*>(token_);  // NOLINT(performance-no-int-to-ptr)
       const natsStatus js_status = natsConnection_JetStream(&js_, connection_, &options);
       if (js_status != NATS_OK) {
         std::string error = fmt::format("nats: JetStream: {}", last_error(js_status));

@@ -77,8 +77,9 @@ TEST(DeliveryEventId, EmptyForOtherLines) {
   EXPECT_EQ(event_id_of(R"({"specversion":"1.0","id":"unterminated)"), "");
   EXPECT_EQ(event_id_of(R"({"specversion":"1.0","id":"a\"b","x":1})"), "");
   EXPECT_EQ(event_id_of(R"({"specversion":"1.0","id":"a b","x":1})"), "");
-  EXPECT_EQ(event_id_of(fmt::format(R"({{"specversion":"1.0","id":"{}","x":1}})", std::string(65, 'a'))),
-            "");
+  EXPECT_EQ(
+      event_id_of(fmt::format(R"({{"specversion":"1.0","id":"{}","x":1}})", std::string(65, 'a'))),
+      "");
 }
 
 // ---------------------------------------------------------------- HTTP --
@@ -188,9 +189,9 @@ class Collector {
         }
         return;
       }
-      const std::string response =
-          fmt::format("HTTP/1.1 {} Canned\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{}",
-                      reply.first, reply.second.size(), reply.second);
+      const std::string response = fmt::format(
+          "HTTP/1.1 {} Canned\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{}",
+          reply.first, reply.second.size(), reply.second);
       if (::send(connection, response.data(), response.size(), MSG_NOSIGNAL) < 0) return;
     }
   }
@@ -202,8 +203,9 @@ class Collector {
       const std::string line = head.substr(at + 2, end == std::string::npos ? end : end - at - 2);
       const std::size_t colon = line.find(':');
       if (colon != std::string::npos && colon == name.size() &&
-          std::equal(name.begin(), name.end(), line.begin(),
-                     [](char a, char b) { return a == std::tolower(static_cast<unsigned char>(b)); })) {
+          std::equal(name.begin(), name.end(), line.begin(), [](char a, char b) {
+            return a == std::tolower(static_cast<unsigned char>(b));
+          })) {
         std::size_t value = colon + 1;
         while (value < line.size() && line[value] == ' ') ++value;
         return line.substr(value);
@@ -317,6 +319,27 @@ TEST(HttpDelivery, ClientErrorsRejectTheBatch) {
   EXPECT_EQ(delivery->counts().rejected, 5U);
 }
 
+TEST(HttpDelivery, ABatchOverBatchMaxGoesInSeveralPostsUpToARefusal) {
+  Collector collector;
+  collector.answer(200);
+  collector.answer(422, "no");
+  auto delivery = open_http(collector.url(), 4);
+  ASSERT_TRUE(delivery);
+  const Events events(10, 7);
+  const DeliveryResult result = delivery->send(events.batch);
+  EXPECT_EQ(result.outcome, DeliveryOutcome::rejected);
+  EXPECT_EQ(result.delivered, 4U);
+  EXPECT_EQ(result.rejected, 4U);  // the refused POST's, not the two never offered
+  const auto requests = collector.requests();
+  ASSERT_EQ(requests.size(), 2U);
+  EXPECT_EQ(Json::parse(requests[0].body).size(), 4U);
+  EXPECT_EQ(Json::parse(requests[1].body)[0], Json::parse(events.lines[4]));
+
+  const DeliveryResult rest = delivery->send(std::span(events.batch).subspan(8));
+  EXPECT_EQ(rest.outcome, DeliveryOutcome::delivered) << rest.error;
+  EXPECT_EQ(delivery->counts().sent, 10U);
+}
+
 TEST(HttpDelivery, ConnectionRefusedIsRetried) {
   // A port just given back by the kernel: nothing listens on it.
   const int probe = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -404,8 +427,8 @@ class NatsServer {
   bool start() {
     const std::string port = std::to_string(port_);
     const std::string log = store_ + "/server.log";
-    std::vector<std::string> args = {kNatsServer, "-js",  "-a",  "127.0.0.1", "-p",
-                                     port,        "-sd",  store_, "-l",       log};
+    std::vector<std::string> args = {kNatsServer, "-js", "-a",   "127.0.0.1", "-p",
+                                     port,        "-sd", store_, "-l",        log};
     std::vector<char*> argv;
     for (std::string& arg : args) argv.push_back(arg.data());
     argv.push_back(nullptr);
@@ -535,12 +558,22 @@ TEST_F(NatsDeliveryTest, DeliveredWhenJetStreamAcknowledges) {
   EXPECT_EQ(two.outcome, DeliveryOutcome::delivered) << two.error;
   EXPECT_EQ(two.delivered, full.batch.size());
 
-  EXPECT_EQ(server_->stream_messages("DNSGATE"),
-            static_cast<std::int64_t>(10 + full.batch.size()));
+  EXPECT_EQ(server_->stream_messages("DNSGATE"), static_cast<std::int64_t>(10 + full.batch.size()));
   const DeliveryCounts counts = delivery->counts();
   EXPECT_EQ(counts.sent, 10 + full.batch.size());
   EXPECT_EQ(counts.delivered, 10 + full.batch.size());
   EXPECT_EQ(counts.errors, 0U);
+}
+
+TEST_F(NatsDeliveryTest, ABatchOverBatchMaxIsDeliveredInParts) {
+  start_with_stream();
+  auto delivery = open_nats(server_->url(), "dnsgate.events.{cell}", "DNSGATE", "web");
+  ASSERT_TRUE(delivery);
+  const Events events(delivery->batch_max() * 2 + 7, 10);
+  const DeliveryResult result = delivery->send(events.batch);
+  EXPECT_EQ(result.outcome, DeliveryOutcome::delivered) << result.error;
+  EXPECT_EQ(result.delivered, events.batch.size());
+  EXPECT_EQ(server_->stream_messages("DNSGATE"), static_cast<std::int64_t>(events.batch.size()));
 }
 
 TEST_F(NatsDeliveryTest, ResentEventsAreStoredOnceByMsgId) {
@@ -577,8 +610,7 @@ TEST_F(NatsDeliveryTest, AnotherStreamCapturingTheSubjectIsRetriedWithTheReason)
   const DeliveryResult result = delivery->send(events.batch);
   EXPECT_EQ(result.outcome, DeliveryOutcome::retry);
   EXPECT_EQ(result.delivered, 0U);
-  EXPECT_NE(result.error.find("expected stream does not match"), std::string::npos)
-      << result.error;
+  EXPECT_NE(result.error.find("expected stream does not match"), std::string::npos) << result.error;
   EXPECT_EQ(server_->stream_messages("DNSGATE"), 0);
 }
 
@@ -650,7 +682,8 @@ TEST(NatsDelivery, OpenRefusesWhatCannotWork) {
   config.subject = "events.{cell}.>";
   EXPECT_TRUE(std::holds_alternative<std::string>(open_nats_delivery(config, "web")));
   config.subject = "events.{cell}";
-  EXPECT_TRUE(std::holds_alternative<std::unique_ptr<EventDelivery>>(open_nats_delivery(config, "web")));
+  EXPECT_TRUE(
+      std::holds_alternative<std::unique_ptr<EventDelivery>>(open_nats_delivery(config, "web")));
 }
 
 }  // namespace
