@@ -5,10 +5,10 @@
 // Connecting: at the first send(), then libnats keeps the connection,
 // trying every URL again each kReconnectWaitMs, forever; a server that is
 // down at the first send() is retried the same way. While it is away,
-// send() waits up to kConnectWaitMs for it, then says retry.
+// send() waits up to kConnectWait for it, then says retry.
 //
 // Bounds of one send(): the acknowledgements of a batch are awaited at most
-// kAckWaitMs, less when the connection is lost for kConnectWaitMs while
+// kAckWait, less when the connection is lost for kConnectWait while
 // waiting; cancel() ends the wait at once.
 #include <nats/nats.h>
 
@@ -89,7 +89,8 @@ struct Acks {
   std::condition_variable changed;
   // The batch's messages by address, sorted: the handler is given the
   // message it acknowledges, nothing else that tells which one it was.
-  std::vector<std::pair<const natsMsg*, std::uint32_t>> index;
+  using Entry = std::pair<const natsMsg*, std::uint32_t>;
+  std::vector<Entry> index;
   std::vector<std::uint8_t> state;  // per event of the batch
   std::size_t published = 0;        // messages libnats took
   std::size_t answered = 0;         // of those, acknowledged or failed
@@ -99,8 +100,7 @@ struct Acks {
 };
 
 // Addresses of distinct objects are ordered by std::less only.
-bool by_address(const std::pair<const natsMsg*, std::uint32_t>& a,
-                const std::pair<const natsMsg*, std::uint32_t>& b) {
+bool by_address(const Acks::Entry& a, const Acks::Entry& b) {
   return std::less<const natsMsg*>()(a.first, b.first);
 }
 
@@ -160,8 +160,8 @@ void on_ack(jsCtx* /*js*/, natsMsg* message, jsPubAck* ack, jsPubAckErr* error,
     if (const std::shared_ptr<Acks> acks =
             ack_registry().find(reinterpret_cast<std::uintptr_t>(closure))) {
       const std::lock_guard lock(acks->mutex);
-      const auto found = std::lower_bound(acks->index.begin(), acks->index.end(),
-                                          std::pair(message, 0U), by_address);
+      const Acks::Entry key{message, 0};
+      const auto found = std::lower_bound(acks->index.begin(), acks->index.end(), key, by_address);
       // Not found: a message of a batch given up on.
       if (found != acks->index.end() && found->first == message) {
         const std::uint32_t at = found->second;

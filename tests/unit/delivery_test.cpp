@@ -36,8 +36,6 @@
 
 #include "events/delivery.hpp"
 
-extern char** environ;
-
 namespace dnsgate {
 namespace {
 
@@ -83,6 +81,20 @@ TEST(DeliveryEventId, EmptyForOtherLines) {
 }
 
 // ---------------------------------------------------------------- HTTP --
+
+// A loopback port just given back by the kernel: nothing listens on it.
+std::uint16_t free_port() {
+  const int probe = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t length = sizeof address;
+  const bool bound = ::bind(probe, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0 &&
+                     ::getsockname(probe, reinterpret_cast<sockaddr*>(&address), &length) == 0;
+  ::close(probe);
+  if (!bound) ADD_FAILURE() << "no free loopback port: " << std::strerror(errno);
+  return ntohs(address.sin_port);
+}
 
 // A collector on a loopback port: answers each request with the next
 // status queued (200 once the queue is empty) and keeps what it was sent.
@@ -341,17 +353,7 @@ TEST(HttpDelivery, ABatchOverBatchMaxGoesInSeveralPostsUpToARefusal) {
 }
 
 TEST(HttpDelivery, ConnectionRefusedIsRetried) {
-  // A port just given back by the kernel: nothing listens on it.
-  const int probe = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t length = sizeof address;
-  ASSERT_EQ(::bind(probe, reinterpret_cast<sockaddr*>(&address), sizeof address), 0);
-  ASSERT_EQ(::getsockname(probe, reinterpret_cast<sockaddr*>(&address), &length), 0);
-  ::close(probe);
-
-  auto delivery = open_http(fmt::format("http://127.0.0.1:{}/events", ntohs(address.sin_port)));
+  auto delivery = open_http(fmt::format("http://127.0.0.1:{}/events", free_port()));
   ASSERT_TRUE(delivery);
   const Events events(2, 5);
   const DeliveryResult result = delivery->send(events.batch);
@@ -392,18 +394,6 @@ TEST(HttpDelivery, OpenRefusesWhatCannotWork) {
 
 // ---------------------------------------------------------------- NATS --
 
-std::uint16_t free_port() {
-  const int probe = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t length = sizeof address;
-  ::bind(probe, reinterpret_cast<sockaddr*>(&address), sizeof address);
-  ::getsockname(probe, reinterpret_cast<sockaddr*>(&address), &length);
-  ::close(probe);
-  return ntohs(address.sin_port);
-}
-
 constexpr const char* kNatsServer = "/usr/sbin/nats-server";
 
 // nats-server -js on a loopback port, its store in a directory of its own.
@@ -430,6 +420,7 @@ class NatsServer {
     std::vector<std::string> args = {kNatsServer, "-js", "-a",   "127.0.0.1", "-p",
                                      port,        "-sd", store_, "-l",        log};
     std::vector<char*> argv;
+    argv.reserve(args.size() + 1);
     for (std::string& arg : args) argv.push_back(arg.data());
     argv.push_back(nullptr);
     if (::posix_spawn(&pid_, kNatsServer, nullptr, nullptr, argv.data(), environ) != 0) {
@@ -455,6 +446,7 @@ class NatsServer {
   bool add_stream(const std::string& name, const std::vector<std::string>& subjects) {
     return with_jetstream([&](jsCtx* js) {
       std::vector<const char*> list;
+      list.reserve(subjects.size());
       for (const std::string& subject : subjects) list.push_back(subject.c_str());
       jsStreamConfig config;
       jsStreamConfig_Init(&config);
