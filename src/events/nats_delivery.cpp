@@ -394,10 +394,12 @@ class NatsDelivery final : public EventDelivery {
         error = fmt::format("nats: {}", acks_->failure);
       } else if (acks_->cancelled) {
         error = "nats: cancelled (shutting down)";
+      } else if (lost_since) {
+        error = fmt::format("nats: connection lost, {} of {} events not acknowledged",
+                            published - acks_->answered, batch.size());
       } else if (prefix < batch.size()) {
-        error = fmt::format("nats: no acknowledgement for {} of {} events within {} ms{}",
-                            published - acks_->answered, batch.size(), kAckWait.count(),
-                            lost_since ? " (connection lost)" : "");
+        error = fmt::format("nats: no acknowledgement for {} of {} events within {} ms",
+                            published - acks_->answered, batch.size(), kAckWait.count());
       }
     }
     const bool abandoned = acks_->answered < published;

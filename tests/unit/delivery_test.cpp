@@ -370,7 +370,9 @@ TEST(HttpDelivery, CancelEndsAWaitingPost) {
   ASSERT_TRUE(delivery);
   const Events events(2, 6);
   std::thread canceller([&] {
-    while (collector.requests().empty()) std::this_thread::sleep_for(10ms);
+    for (int wait = 0; wait < 1000 && collector.requests().empty(); ++wait) {
+      std::this_thread::sleep_for(10ms);
+    }
     delivery->cancel();
   });
   const DeliveryResult result = delivery->send(events.batch);
@@ -427,7 +429,8 @@ class NatsServer {
       pid_ = -1;
       return false;
     }
-    for (int attempt = 0; attempt < 200; ++attempt) {
+    // Generous: the machine running the tests may be busy.
+    for (int attempt = 0; attempt < 400; ++attempt) {
       if (jetstream_ready()) return true;
       std::this_thread::sleep_for(50ms);
     }
