@@ -43,9 +43,9 @@ enum class EventSinkKind { stdout_lines, file, nats, http };
 
 // events.nats (DESIGN.md §11, docs/events.md "Delivery"): JetStream.
 struct NatsSinkConfig {
-  std::vector<std::string> urls;                   // nats://host:port, one or more
+  std::vector<std::string> urls;                  // nats://host:port, one or more
   std::string subject = "dnsgate.events.{cell}";  // {cell} replaced by the cell id
-  std::string stream;                              // the stream that must capture the subject
+  std::string stream;                             // the stream that must capture the subject
 };
 
 // events.http: the CloudEvents HTTP binding, batched mode.
@@ -136,6 +136,10 @@ struct DnsProxyConfig {
 // the file does not change it). Printed as 12 hex digits (format_policy_version).
 std::uint64_t policy_version_of(const std::vector<std::string>& entries);
 std::string format_policy_version(std::uint64_t version);
+
+// `text` with every "{cell}" replaced by `cell` (events.nats.subject,
+// events.spool.dir).
+std::string expand_cell(std::string_view text, std::string_view cell);
 
 // What is wrong with a config file: the field's path as written in the file
 // (e.g. "dnsAuthority.hostnameAllowlist[2]"), its 1-based line (0 if none

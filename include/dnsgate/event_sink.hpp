@@ -5,13 +5,30 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "dnsgate/config.hpp"
 #include "dnsgate/events.hpp"
 
 namespace dnsgate {
+
+class MetricsBoard;
+
+// A delivering sink's figures (nats, http: DESIGN.md §11).
+struct DeliveryFigures {
+  const char* sink = "";              // "nats" or "http"
+  std::uint64_t delivered = 0;        // acknowledged by the sink
+  std::uint64_t spooled = 0;          // stored in the spool
+  std::uint64_t spool_bytes = 0;      // on disk now
+  std::uint64_t backlog = 0;          // in the spool, not acknowledged yet
+  std::uint64_t retried = 0;          // events sent again after a transient failure
+  std::uint64_t rejected = 0;         // refused for good, kept in the dead-letter file
+  std::uint64_t dropped = 0;          // not stored: spool full or failing
+  std::uint64_t corrupt_skipped = 0;  // spool records skipped at start (bad checksum)
+};
 
 struct EventSinkOptions {
   std::string cell = "default";
@@ -27,6 +44,12 @@ struct EventSinkOptions {
   // killed proxy had queued but not written are not lost
   // (recover_event_ring). Its capacity replaces queue_capacity.
   int ring_fd = -1;
+  // For EventSinkKind::nats and http: the config's events block (where to
+  // deliver, the spool), the board for /metrics, and where delivery
+  // failures are logged.
+  EventsConfig delivery;
+  MetricsBoard* metrics = nullptr;
+  std::function<void(bool error, const std::string& line)> log;
   std::size_t queue_capacity = 8192;              // records waiting for the writer
   std::chrono::milliseconds flush_interval{100};  // the longest an event waits unwritten
 };
@@ -56,6 +79,14 @@ class CloudEventSink final : public DnsQueryEmitter {
   std::uint64_t written() const noexcept;       // events whose line reached the output whole
   std::uint64_t dropped() const noexcept;       // emit() returned false: queue full or closed
   std::uint64_t write_errors() const noexcept;  // events lost to a failed write (EPIPE, ENOSPC...)
+  // For nats and http: what the delivery did (after close(): all of it).
+  std::optional<DeliveryFigures> delivery() const noexcept;
+  // Events accepted by emit() and lost after: a full or failing spool.
+  std::uint64_t dropped_after_accept() const noexcept override;
+
+  // The file sink reopens its path before its next write (log rotation,
+  // SIGUSR1). Async-signal-safe: a handler may call it.
+  static void request_reopen() noexcept;
 
   struct State;  // defined in src/events/event_sink.cpp
 

@@ -105,6 +105,10 @@ class DnsQueryEmitter {
     (void)limit;
     return false;
   }
+
+  // Events emit() accepted that were lost afterwards (a delivering sink's
+  // full spool); the proxy adds them to `eventsDropped`.
+  virtual std::uint64_t dropped_after_accept() const noexcept { return 0; }
 };
 
 inline constexpr std::string_view kEventType = "dev.dnsgate.dns_query";

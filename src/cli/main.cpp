@@ -77,6 +77,38 @@ void set_up_logging() {
   spdlog::set_default_logger(std::move(logger));
 }
 
+// "stdout", the file's path, "nats nats://... subject ...", "http URL".
+std::string events_destination(const dnsgate::DnsProxyConfig& config) {
+  switch (config.events.sink) {
+    case dnsgate::EventSinkKind::file:
+      return config.events.path;
+    case dnsgate::EventSinkKind::nats:
+      return "nats (subject " + dnsgate::expand_cell(config.events.nats.subject, config.cell) + ")";
+    case dnsgate::EventSinkKind::http:
+      return "http " + config.events.http.url;
+    case dnsgate::EventSinkKind::stdout_lines:
+      break;
+  }
+  return "stdout";
+}
+
+extern "C" void request_reopen(int /*signal*/) {
+  dnsgate::CloudEventSink::request_reopen();
+}
+
+// SIGUSR1: the file sink reopens its path (log rotation).
+bool install_reopen_handler(std::string& error) {
+  struct sigaction action {};
+  action.sa_handler = request_reopen;
+  sigemptyset(&action.sa_mask);
+  action.sa_flags = SA_RESTART;
+  if (sigaction(SIGUSR1, &action, nullptr) != 0) {
+    error = std::strerror(errno);
+    return false;
+  }
+  return true;
+}
+
 // Loads the config; on failure prints the one-line error and returns false.
 bool load_or_report(const std::string& path, dnsgate::DnsProxyConfig& config) {
   auto result = dnsgate::load_config_file(path);
@@ -128,12 +160,22 @@ int run_command(const std::string& config_path, bool seccomp) {
                  config_path.c_str(), config.netns.c_str());
     return kExitBadUsage;
   }
+  if (seccomp && (config.events.sink == dnsgate::EventSinkKind::nats ||
+                  config.events.sink == dnsgate::EventSinkKind::http)) {
+    // The spool creates, writes and deletes files, which the allow-list
+    // forbids once the proxy serves (docs/running.md §11).
+    std::fprintf(stderr,
+                 "dnsgate: %s: --seccomp is not supported with events.sink nats or http yet "
+                 "(the spool writes files); use sink: file, or run without --seccomp\n",
+                 config_path.c_str());
+    return kExitBadUsage;
+  }
   set_up_logging();
 
   // Installed before the sockets are opened so that a stop requested during
   // start-up still ends in a clean exit with stats.
   std::string error;
-  if (!install_stop_handlers(error) ||
+  if (!install_stop_handlers(error) || !install_reopen_handler(error) ||
       !dnsgate::cli::ConfigReloader::install_signal_handler(error)) {
     spdlog::error("cannot install signal handlers: {}", error);
     return kExitRuntimeFailure;
@@ -181,10 +223,33 @@ int run_command(const std::string& config_path, bool seccomp) {
     }
   }
 
+  // The metrics endpoint (DESIGN §12) runs on its own thread, started
+  // before seccomp so the filter covers it too.
+  dnsgate::MetricsBoard board;
+  std::unique_ptr<dnsgate::MetricsServer> metrics;
+  if (config.metrics.listen) {
+    auto started = dnsgate::MetricsServer::start(*config.metrics.listen, board, config.cell);
+    if (auto* why = std::get_if<std::string>(&started)) {
+      spdlog::error("metrics: {}", *why);
+      return kExitRuntimeFailure;
+    }
+    metrics = std::move(std::get<std::unique_ptr<dnsgate::MetricsServer>>(started));
+    spdlog::info("metrics on http://{}/metrics", metrics->address().to_string());
+  }
+
   dnsgate::EventSinkOptions sink_options;
   sink_options.cell = config.cell;
   sink_options.kind = config.events.sink;
   sink_options.path = config.events.path;
+  sink_options.delivery = config.events;
+  sink_options.metrics = metrics ? &board : nullptr;
+  sink_options.log = [](bool is_error, const std::string& line) {
+    if (is_error) {
+      spdlog::error("{}", line);
+    } else {
+      spdlog::info("{}", line);
+    }
+  };
   auto sink = dnsgate::CloudEventSink::open(sink_options, error);
   if (!sink) {
     spdlog::error("event sink: {}", error);
@@ -201,26 +266,11 @@ int run_command(const std::string& config_path, bool seccomp) {
       "dnsgate {} cell {}: listening on {}, upstream {}, {} allowlist entries, "
       "events to {}",
       DNSGATE_VERSION, config.cell, listening, resolver_names(config),
-      config.hostname_allowlist.size(),
-      config.events.sink == dnsgate::EventSinkKind::file ? config.events.path
-                                                         : std::string("stdout"));
+      config.hostname_allowlist.size(), events_destination(config));
   if (config.hostname_allowlist.empty()) {
     spdlog::warn("the allowlist is empty: every query will be refused");
   }
 
-  // The metrics endpoint (DESIGN §12) runs on its own thread, started
-  // before seccomp so the filter covers it too.
-  dnsgate::MetricsBoard board;
-  std::unique_ptr<dnsgate::MetricsServer> metrics;
-  if (config.metrics.listen) {
-    auto started = dnsgate::MetricsServer::start(*config.metrics.listen, board, config.cell);
-    if (auto* why = std::get_if<std::string>(&started)) {
-      spdlog::error("metrics: {}", *why);
-      return kExitRuntimeFailure;
-    }
-    metrics = std::move(std::get<std::unique_ptr<dnsgate::MetricsServer>>(started));
-    spdlog::info("metrics on http://{}/metrics", metrics->address().to_string());
-  }
   dnsgate::ConfigMailbox reloads;
   const dnsgate::cli::ConfigReloader reloader(config_path, config, reloads,
                                               metrics ? &board : nullptr);

@@ -127,7 +127,20 @@ void report_stop(CloudEventSink& sink, const DnsProxyStats& stats) {
   }
   spdlog::info("stopped");
   spdlog::default_logger()->flush();
-  std::fprintf(stderr, "%s\n", stats.to_json().c_str());
+  DnsProxyStats totals = stats;
+  totals.events_dropped += sink.dropped_after_accept();
+  std::string json = totals.to_json();
+  if (const auto delivery = sink.delivery()) {
+    // A delivering sink's figures (DESIGN §11) as one more object.
+    json.pop_back();
+    json += fmt::format(
+        R"(,"delivery":{{"sink":"{}","delivered":{},"spooled":{},"spoolBytes":{},"backlog":{},"retried":{},)"
+        R"("rejected":{},"dropped":{},"corruptSkipped":{}}}}})",
+        delivery->sink, delivery->delivered, delivery->spooled, delivery->spool_bytes,
+        delivery->backlog, delivery->retried, delivery->rejected, delivery->dropped,
+        delivery->corrupt_skipped);
+  }
+  std::fprintf(stderr, "%s\n", json.c_str());
   std::fflush(stderr);
 }
 

@@ -181,35 +181,6 @@ Rcode read_deny_rcode(const Field& field) {
          fmt::format("unknown rcode \"{}\"; valid: REFUSED, NXDOMAIN", field.value.Scalar()));
 }
 
-void read_events(const Field& events, DnsProxyConfig& config) {
-  const auto fields = read_map(events.value, events.path, events.line, {"sink", "path"});
-  const Field* path = find_field(fields, "path");
-  for (const Field& field : fields) {
-    if (field.key == "sink") {
-      const std::string sink = read_string(field.value, field.path, field.line);
-      if (sink == "stdout") {
-        config.events.sink = EventSinkKind::stdout_lines;
-      } else if (sink == "file") {
-        config.events.sink = EventSinkKind::file;
-      } else {
-        reject(field.path, field.line,
-               fmt::format("unknown sink \"{}\"; valid sinks: stdout, file", sink));
-      }
-    } else {
-      config.events.path = read_string(field.value, field.path, field.line);
-      if (config.events.path.empty()) reject(field.path, field.line, "must not be empty");
-    }
-  }
-  if (config.events.sink == EventSinkKind::file && path == nullptr) {
-    reject(child_path(events.path, "path"), events.line, "required when sink is file");
-  }
-  // A path next to sink stdout would be silently unused: the operator
-  // believes events go to a file that never appears.
-  if (config.events.sink == EventSinkKind::stdout_lines && path != nullptr) {
-    reject(path->path, path->line, "is used only with sink: file (set sink: file or remove path)");
-  }
-}
-
 DnsProxyConfig read_config(const YAML::Node& root) {
   DnsProxyConfig config;
   const int root_line = line_of(root);
@@ -455,9 +426,7 @@ std::string summarize(const DnsProxyConfig& config) {
       upstream += fmt::format(" [{}] {}", i, describe_resolver(config.resolvers[i]));
     }
   }
-  const std::string events = config.events.sink == EventSinkKind::file
-                                 ? fmt::format("file {}", config.events.path)
-                                 : std::string("stdout");
+  const std::string events = describe_events(config.events, config.cell);
   return fmt::format(
              "config ok: cell {}, listen {}, upstream {}, {}, upstreamTimeoutMs {}, maxInflight "
              "{}, "

@@ -29,6 +29,13 @@ void read_dnssec(const Field& field, DnsProxyConfig& config);
 // "dnssec validate (2 trust anchors, keyCacheEntries 10000)" or "dnssec off".
 std::string describe_dnssec(const DnssecConfig& dnssec);
 
+// The `events:` block (events.cpp in this folder): sink, path, nats,
+// http, spool; a block the sink does not use is an error.
+void read_events(const Field& events, DnsProxyConfig& config);
+
+// "file /var/log/x.jsonl", "nats nats://a:4222 subject s, spool /d", "stdout".
+std::string describe_events(const EventsConfig& events, std::string_view cell);
+
 // The `metrics:` block (metrics.cpp in this folder): listen.
 void read_metrics(const Field& field, DnsProxyConfig& config);
 

@@ -32,11 +32,18 @@
 #include <thread>
 #include <type_traits>
 #include <utility>
+#include <variant>
 #include <vector>
+
+#include "events/spooling_output.hpp"
 
 namespace dnsgate {
 
 namespace {
+
+// Set by SIGUSR1's handler (request_reopen), taken by the file sink's writer.
+std::atomic<bool> reopen_requested{false};
+static_assert(std::atomic<bool>::is_always_lock_free);
 
 // Records formatted per round. Slots go back to emit() after each round, so a
 // large backlog does not keep the queue full while the whole of it is formatted.
@@ -182,6 +189,8 @@ struct CloudEventSink::State {
   bool output_mid_line = false;
   // Set in open() (the cell is known only there); the writer's alone after.
   std::optional<CloudEventFormatter> formatter;
+  // For nats and http: the spool and the delivery behind it, in place of `fd`.
+  std::unique_ptr<SpoolingOutput> delivering;
 
   std::mutex close_mutex;
   bool closed = false;
@@ -199,6 +208,11 @@ struct CloudEventSink::State {
   std::size_t backlog_resolved() const noexcept { return ring->size() / 2; }
 
   void run_writer() noexcept;
+  // nats, http: each line to the spool, with its record's arrival time.
+  void store_lines(std::string_view lines, std::size_t first,
+                   const std::vector<std::size_t>& line_slots) noexcept;
+  void release_slots(std::size_t taken) noexcept;
+  void reopen_file() noexcept;
   // Writes `lines` whole; returns the octets written before an error.
   std::size_t write_fully(std::string_view lines) noexcept;
   void account_failed_write(std::string_view lines, std::size_t octets_written,
@@ -209,6 +223,39 @@ std::size_t CloudEventSink::State::write_fully(std::string_view lines) noexcept 
   return write_all(fd, lines);
 }
 
+// Log rotation: the file moved away is closed, the path opened afresh. A
+// path that cannot be opened keeps the old file (and says so once).
+void CloudEventSink::State::reopen_file() noexcept {
+  if (options.kind != EventSinkKind::file || !owns_fd || options.fd >= 0) return;
+  const int fresh = ::open(options.path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+  if (fresh < 0) {
+    if (options.log) {
+      try {
+        options.log(true, "events: cannot reopen " + options.path + ": " + std::strerror(errno) +
+                              "; still writing to the file open before");
+      } catch (...) {
+      }
+    }
+    return;
+  }
+  ::close(fd);
+  fd = fresh;
+}
+
+void CloudEventSink::State::store_lines(std::string_view lines, std::size_t first,
+                                        const std::vector<std::size_t>& line_slots) noexcept {
+  const std::size_t capacity = ring->size();
+  std::size_t start = 0;
+  for (const std::size_t slot : line_slots) {
+    const std::size_t end = lines.find('\n', start);
+    if (end == std::string_view::npos) break;
+    delivering->store(lines.substr(start, end - start),
+                      (*ring)[(first + slot) % capacity].record.received_at);
+    start = end + 1;
+  }
+  delivering->flush();
+}
+
 void CloudEventSink::State::account_failed_write(std::string_view lines, std::size_t octets_written,
                                                  std::size_t line_count) noexcept {
   // The lines that made it out whole still count as written; every other one
@@ -217,6 +264,27 @@ void CloudEventSink::State::account_failed_write(std::string_view lines, std::si
       std::count(lines.begin(), lines.begin() + static_cast<std::ptrdiff_t>(octets_written), '\n'));
   written.fetch_add(whole, std::memory_order_relaxed);
   write_errors.fetch_add(line_count - whole, std::memory_order_relaxed);
+}
+
+// The slots go back only once their lines are out: a proxy killed in
+// between leaves them in a shared ring for the supervisor to write.
+void CloudEventSink::State::release_slots(std::size_t taken) noexcept {
+  bool wake_loop = false;
+  {
+    std::lock_guard lock(queue_mutex);
+    const std::size_t capacity = ring->size();
+    head = (head + taken) % capacity;
+    count -= taken;
+    if (count == 0) {
+      head = 0;  // keeps the slots in use at the front (see RecordSlots)
+    }
+    ring->publish(head, count);
+    queued.store(count, std::memory_order_relaxed);
+    wake_loop = room_waiters > 0 && count <= backlog_resolved();
+  }
+  if (wake_loop) {
+    queue_has_room.notify_all();
+  }
 }
 
 namespace {
@@ -238,6 +306,8 @@ void yield_cpu_to_dns_loop() noexcept {
 void CloudEventSink::State::run_writer() noexcept {
   yield_cpu_to_dns_loop();
   std::string lines;
+  std::vector<std::size_t> line_slots;  // which taken slot each line is from
+  line_slots.reserve(kMaxBatchRecords);
   EventIdGenerator ids;
   const std::size_t capacity = ring->size();
   for (;;) {
@@ -252,6 +322,11 @@ void CloudEventSink::State::run_writer() noexcept {
       if (count == 0) {
         if (stopping) {
           return;
+        }
+        if (delivering) {
+          // Idle: the spool's fsync falls due by time, not only by appends.
+          lock.unlock();
+          delivering->flush();
         }
         continue;
       }
@@ -269,6 +344,7 @@ void CloudEventSink::State::run_writer() noexcept {
       lines += '\n';
     }
     std::size_t line_count = 0;
+    line_slots.clear();
     for (std::size_t i = 0; i < taken; ++i) {
       RingSlot& slot = (*ring)[(first + i) % capacity];
       // The id goes into the slot first: written again after a crash, the
@@ -280,6 +356,7 @@ void CloudEventSink::State::run_writer() noexcept {
         formatter->append(lines, slot.record, std::string_view(slot.id.data(), slot.id.size()));
         lines += '\n';
         ++line_count;
+        line_slots.push_back(i);
       } catch (const std::exception&) {
         // Out of memory, most likely: lose this event, and cut what it left
         // behind so the batch still holds whole lines only.
@@ -288,6 +365,16 @@ void CloudEventSink::State::run_writer() noexcept {
       }
     }
 
+    if (delivering) {
+      // The spool: never a torn line, its drops are its own to count.
+      in_output.store(true, std::memory_order_relaxed);
+      store_lines(lines, first, line_slots);
+      in_output.store(false, std::memory_order_relaxed);
+      release_slots(taken);
+      written.fetch_add(line_count, std::memory_order_relaxed);
+      continue;
+    }
+    if (reopen_requested.exchange(false, std::memory_order_relaxed)) reopen_file();
     in_output.store(true, std::memory_order_relaxed);
     ring->writing(true);
     const std::size_t octets = write_fully(lines);
@@ -295,23 +382,7 @@ void CloudEventSink::State::run_writer() noexcept {
     ring->writing(octets != lines.size() && octets > 0 && lines[octets - 1] != '\n');
     in_output.store(false, std::memory_order_relaxed);
 
-    // The slots go back only once their lines are out: a proxy killed in
-    // between leaves them in a shared ring for the supervisor to write.
-    bool wake_loop = false;
-    {
-      std::lock_guard lock(queue_mutex);
-      head = (head + taken) % capacity;
-      count -= taken;
-      if (count == 0) {
-        head = 0;  // keeps the slots in use at the front (see RecordSlots)
-      }
-      ring->publish(head, count);
-      queued.store(count, std::memory_order_relaxed);
-      wake_loop = room_waiters > 0 && count <= backlog_resolved();
-    }
-    if (wake_loop) {
-      queue_has_room.notify_all();
-    }
+    release_slots(taken);
     if (octets == lines.size()) {
       written.fetch_add(line_count, std::memory_order_relaxed);
       output_mid_line = false;
@@ -346,6 +417,19 @@ std::unique_ptr<CloudEventSink> CloudEventSink::open(const EventSinkOptions& opt
       return nullptr;
     }
     state->owns_fd = true;
+  } else if (options.kind == EventSinkKind::nats || options.kind == EventSinkKind::http) {
+    SpoolingOutputOptions spooling;
+    spooling.cell = options.cell;
+    spooling.events = options.delivery;
+    spooling.events.sink = options.kind;
+    spooling.metrics = options.metrics;
+    spooling.log = options.log;
+    auto opened = SpoolingOutput::open(spooling);
+    if (auto* why = std::get_if<std::string>(&opened)) {
+      error = *why;
+      return nullptr;
+    }
+    state->delivering = std::move(std::get<std::unique_ptr<SpoolingOutput>>(opened));
   } else {
     state->fd = STDOUT_FILENO;
   }
@@ -470,6 +554,7 @@ void CloudEventSink::close() {
   if (state.writer.joinable()) {
     state.writer.join();  // the writer drains the queue before it returns
   }
+  if (state.delivering) state.delivering->close();
   if (state.owns_fd && state.fd >= 0) {
     ::close(state.fd);
     state.fd = -1;
@@ -487,6 +572,19 @@ std::uint64_t CloudEventSink::dropped() const noexcept {
 
 std::uint64_t CloudEventSink::write_errors() const noexcept {
   return state_->write_errors.load(std::memory_order_relaxed);
+}
+
+std::optional<DeliveryFigures> CloudEventSink::delivery() const noexcept {
+  if (!state_->delivering) return std::nullopt;
+  return state_->delivering->figures();
+}
+
+std::uint64_t CloudEventSink::dropped_after_accept() const noexcept {
+  return state_->delivering ? state_->delivering->figures().dropped : 0;
+}
+
+void CloudEventSink::request_reopen() noexcept {
+  reopen_requested.store(true, std::memory_order_relaxed);
 }
 
 int create_event_ring(std::size_t capacity, std::string& error) {

@@ -502,6 +502,7 @@ void ProxyLoop::publish_metrics(const Clock& now) {
   counters.unsolicited_upstream += reaped_.unsolicited;
   counters.upstream_tcp_connects += reaped_.connects;
   if (validator_) counters.dnssec_key_cache = validator_->cached();
+  counters.events_dropped += emitter_.dropped_after_accept();
   board->publish(counters);
   board->turned(now.steady);
 }

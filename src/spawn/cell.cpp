@@ -47,6 +47,28 @@ std::string cell_name_of(const std::string& file) {
   return std::filesystem::path(file).stem().string();
 }
 
+ConfigError unsupported_in_cell(const DnsProxyConfig& config) {
+  // The proxy runs in the cell's namespace, where no scraper can reach it,
+  // and the supervisor hands it only the DNS listeners: serving metrics
+  // there needs a listener bound on the host side and passed down (and the
+  // supervisor's summary already has each cell's stats). Until then the
+  // block is refused rather than silently ignored (docs/metrics.md).
+  if (config.metrics.listen) {
+    return {"metrics", 0,
+            "is not supported in a supervised cell yet; run the cell with `dnsgate run` to "
+            "serve /metrics, or leave the block out"};
+  }
+  // A delivering sink would connect from inside the cell's namespace, and
+  // its spool would need a directory the unprivileged proxy owns and the
+  // supervisor's crash recovery writes to (docs/events.md).
+  if (config.events.sink == EventSinkKind::nats || config.events.sink == EventSinkKind::http) {
+    return {"events.sink", 0,
+            "nats and http are not supported in a supervised cell yet; use sink: file (the "
+            "supervisor recovers its events after a crash) or run the cell with `dnsgate run`"};
+  }
+  return {};
+}
+
 std::unique_ptr<Cell> prepare_cell(const std::string& file, const std::string& binary,
                                    std::string& why) {
   auto cell = std::make_unique<Cell>();
@@ -73,16 +95,8 @@ std::unique_ptr<Cell> prepare_cell(const std::string& file, const std::string& b
               .describe(file);
     return nullptr;
   }
-  // The proxy runs in the cell's namespace, where no scraper can reach it,
-  // and the supervisor hands it only the DNS listeners: serving metrics
-  // there needs a listener bound on the host side and passed down (and the
-  // supervisor's summary already has each cell's stats). Until then the
-  // block is refused rather than silently ignored (docs/metrics.md).
-  if (cell->config.metrics.listen) {
-    why = ConfigError{"metrics", 0,
-                      "is not supported in a supervised cell yet; run the cell with "
-                      "`dnsgate run` to serve /metrics, or leave the block out"}
-              .describe(file);
+  if (const ConfigError refusal = unsupported_in_cell(cell->config); !refusal.field.empty()) {
+    why = refusal.describe(file);
     return nullptr;
   }
   auto user = resolve_user(cell->config.user, why);

@@ -90,6 +90,10 @@ std::string cell_name_of(const std::string& file);
 // The whole file into `text`; false when it cannot be read (errno says why).
 bool read_cell_text(const std::string& file, std::string& text);
 
+// What a cell file may not have under the supervisor yet (metrics, a
+// delivering event sink): the field and why; field empty when none.
+ConfigError unsupported_in_cell(const DnsProxyConfig& config);
+
 // Everything a cell needs before a proxy can run: the checked config, its
 // user, its namespace, its listeners bound there. None, and `why` set (the
 // config error with file and line, a missing namespace, an address in

@@ -275,6 +275,11 @@ void Supervisor::reload() {
       continue;
     }
     const DnsProxyConfig& next = std::get<DnsProxyConfig>(parsed);
+    if (const ConfigError refusal = unsupported_in_cell(next); !refusal.field.empty()) {
+      spdlog::error("cell {}: new config refused, the running one stays: {}", name,
+                    refusal.describe(file));
+      continue;
+    }
     const bool same_sockets = next.netns == cell.config.netns &&
                               next.listen_udp == cell.config.listen_udp &&
                               next.listen_tcp == cell.config.listen_tcp;

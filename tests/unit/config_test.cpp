@@ -539,12 +539,76 @@ TEST(ConfigErrors, SinkFileWithoutPath) {
 
 TEST(ConfigErrors, PathWithSinkStdout) {
   expect_error_at(std::string(kMinimal) + "events:\n  path: /tmp/e.jsonl\n", "events.path", 8,
-                  "only with sink: file");
+                  "is not used with sink: stdout");
 }
 
 TEST(ConfigErrors, UnknownSink) {
   expect_error_at(std::string(kMinimal) + "events:\n  sink: syslog\n", "events.sink", 8,
-                  "valid sinks: stdout, file");
+                  "valid sinks: stdout, file, nats, http");
+}
+
+TEST(ConfigParse, NatsSinkWithSeveralUrlsAndASpool) {
+  const DnsProxyConfig config = expect_valid(std::string(kMinimal) + R"(cell: web
+events:
+  sink: nats
+  nats:
+    url: "nats://127.0.0.1:4222, nats://10.0.0.2:4222,tls://nats.example:4443"
+    subject: "audit.{cell}.dns"
+    stream: DNSGATE
+  spool:
+    dir: "/var/spool/dnsgate/{cell}"
+    maxBytes: 2097152
+)");
+  EXPECT_EQ(config.events.sink, EventSinkKind::nats);
+  EXPECT_EQ(config.events.nats.urls,
+            (std::vector<std::string>{"nats://127.0.0.1:4222", "nats://10.0.0.2:4222",
+                                      "tls://nats.example:4443"}));
+  EXPECT_EQ(expand_cell(config.events.nats.subject, config.cell), "audit.web.dns");
+  EXPECT_EQ(config.events.nats.stream, "DNSGATE");
+  EXPECT_EQ(expand_cell(config.events.spool.dir, config.cell), "/var/spool/dnsgate/web");
+  EXPECT_EQ(config.events.spool.max_bytes, 2097152u);
+}
+
+TEST(ConfigParse, HttpSinkDefaultsItsSpoolAndBatch) {
+  const DnsProxyConfig config = expect_valid(std::string(kMinimal) +
+                                             "events:\n  sink: http\n  http:\n    url: "
+                                             "https://collector.example/events\n");
+  EXPECT_EQ(config.events.sink, EventSinkKind::http);
+  EXPECT_EQ(config.events.http.url, "https://collector.example/events");
+  EXPECT_EQ(config.events.http.batch_max, 500u);
+  EXPECT_EQ(expand_cell(config.events.spool.dir, "default"), "/var/lib/dnsgate/spool/default");
+  EXPECT_EQ(config.events.spool.max_bytes, 1ULL << 30);
+}
+
+TEST(ConfigErrors, DeliveringSinks) {
+  const std::string events = std::string(kMinimal) + "events:\n";
+  expect_error_at(events + "  sink: nats\n", "events.nats", 7, "required when sink is nats");
+  expect_error_at(events + "  sink: http\n", "events.http", 7, "required when sink is http");
+  expect_error_at(events + "  sink: nats\n  nats:\n    subject: a.b\n", "events.nats.url", 9,
+                  "required");
+  expect_error_at(events + "  sink: nats\n  nats:\n    url: http://127.0.0.1:4222\n",
+                  "events.nats.url", 10, "is not a NATS server URL");
+  expect_error_at(events + "  sink: nats\n  nats:\n    url: nats://a:1\n    subject: a.*\n",
+                  "events.nats.subject", 11, "no * or >");
+  expect_error_at(events + "  sink: nats\n  nats:\n    url: nats://a:1\n    subject: a..b\n",
+                  "events.nats.subject", 11, "dot-separated");
+  expect_error_at(events + "  sink: nats\n  nats:\n    url: nats://a:1\n    stream: A.B\n",
+                  "events.nats.stream", 11, "not a JetStream stream name");
+  expect_error_at(events + "  sink: http\n  http:\n    url: ftp://x/\n", "events.http.url", 10,
+                  "not an http:// or https:// URL");
+  expect_error_at(events + "  sink: http\n  http:\n    url: http://x/\n    batchMax: 10001\n",
+                  "events.http.batchMax", 11, "from 1 to 10000");
+  expect_error_at(
+      events + "  sink: http\n  http:\n    url: http://x/\n  spool:\n    maxBytes: 1000\n",
+      "events.spool.maxBytes", 12, "from 1048576");
+  expect_error_at(events + "  sink: http\n  http:\n    url: http://x/\n  spool:\n    dir: \"\"\n",
+                  "events.spool.dir", 12, "must not be empty");
+  // A block the sink does not use is an error, not silently ignored.
+  expect_error_at(events + "  sink: file\n  path: /tmp/e\n  spool:\n    dir: /tmp/s\n",
+                  "events.spool", 10, "is not used with sink: file");
+  expect_error_at(
+      events + "  sink: http\n  http:\n    url: http://x/\n  nats:\n    url: nats://a:1\n",
+      "events.nats", 11, "is not used with sink: http");
 }
 
 TEST(ConfigErrors, BadCell) {
