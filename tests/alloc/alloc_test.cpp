@@ -32,6 +32,7 @@
 #include "dnsgate/config.hpp"
 #include "dnsgate/event_sink.hpp"
 #include "dnsgate/events.hpp"
+#include "dnsgate/metrics.hpp"
 #include "dnsgate/proxy.hpp"
 #include "dnsgate/socket.hpp"
 
@@ -231,7 +232,8 @@ dnsgate::UniqueFd loopback_socket() {
 
 class ProxyRig {
  public:
-  explicit ProxyRig(dnsgate::DnsQueryEmitter* sink = nullptr, bool allocate_per_event = false)
+  explicit ProxyRig(dnsgate::DnsQueryEmitter* sink = nullptr, bool allocate_per_event = false,
+                    dnsgate::MetricsBoard* board = nullptr)
       : emitter_(sink, allocate_per_event) {
     upstream_ = loopback_socket();
     client_ = loopback_socket();
@@ -255,10 +257,10 @@ class ProxyRig {
     config_.resolvers.push_back(upstream);
     config_.upstream_timeout = 2000ms;
 
-    thread_ = std::thread([this] {
+    thread_ = std::thread([this, board] {
       t_is_proxy_thread = true;
-      stats_ = dnsgate::run_one_shot(config_, listener_.get(), upstream_side_.get(), emitter_,
-                                     shutdown_);
+      stats_ = dnsgate::run_proxy(config_, {listener_.get(), -1, upstream_side_.get()}, emitter_,
+                                  shutdown_, {board, nullptr});
     });
   }
 
@@ -489,6 +491,21 @@ TEST(UdpHotPath, WithTheCloudEventSinkAllocatesNothingPerQuery) {
   }
   sink->close();
   EXPECT_EQ(sink->dropped(), 0U);
+}
+
+// With the metrics board attached (DESIGN §12): the loop's counters,
+// per-resolver figures and latency histogram are stores into preallocated
+// atomics, never an allocation per query.
+TEST(UdpHotPath, WithTheMetricsBoardAllocatesNothingPerQuery) {
+  dnsgate::MetricsBoard board;
+  {
+    ProxyRig rig(nullptr, false, &board);
+    expect_no_allocation_per_query(rig, "hot path, metrics board");
+  }
+  EXPECT_GT(board.counters().received, 0U);
+  const auto resolvers = board.resolvers();
+  ASSERT_EQ(resolvers.size(), 1U);
+  EXPECT_GT(resolvers[0]->latency.snapshot().count, 0U);
 }
 
 }  // namespace
