@@ -35,6 +35,7 @@
 #include <variant>
 #include <vector>
 
+#include "events/quiet_thread.hpp"
 #include "events/spooling_output.hpp"
 
 namespace dnsgate {
@@ -462,25 +463,11 @@ std::unique_ptr<CloudEventSink> CloudEventSink::open(const EventSinkOptions& opt
     return nullptr;
   }
 
-  // The writer blocks every asynchronous signal, so SIGINT/SIGTERM reach the
-  // threads that handle them (the event loop) instead of interrupting a write.
-  sigset_t all_signals;
-  sigset_t previous;
-  sigfillset(&all_signals);
-  for (int synchronous : {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT}) {
-    sigdelset(&all_signals, synchronous);
-  }
-  pthread_sigmask(SIG_BLOCK, &all_signals, &previous);
   State* raw = state.get();
-  try {
-    state->writer = std::thread([raw] { raw->run_writer(); });
-  } catch (const std::system_error& failure) {
-    pthread_sigmask(SIG_SETMASK, &previous, nullptr);
-    error = std::string("cannot start the event writer thread: ") + failure.what();
+  if (!start_quiet_thread(
+          state->writer, "dnsgate-events", [raw] { raw->run_writer(); }, error)) {
     return nullptr;
   }
-  pthread_sigmask(SIG_SETMASK, &previous, nullptr);
-  pthread_setname_np(state->writer.native_handle(), "dnsgate-events");
 
   return std::unique_ptr<CloudEventSink>(new CloudEventSink(std::move(state)));
 }

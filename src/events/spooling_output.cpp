@@ -23,6 +23,7 @@
 #include "dnsgate/events.hpp"
 #include "dnsgate/metrics.hpp"
 #include "events/delivery.hpp"
+#include "events/quiet_thread.hpp"
 #include "events/spool.hpp"
 
 namespace dnsgate {
@@ -355,24 +356,12 @@ std::variant<std::unique_ptr<SpoolingOutput>, std::string> SpoolingOutput::open(
   state->sink_name = events.sink == EventSinkKind::nats ? "nats" : "http";
   state->writer_spool();
 
-  // Like the event writer, the delivery thread takes no asynchronous
-  // signal: they belong to the threads that handle them.
-  sigset_t all_signals;
-  sigset_t previous;
-  sigfillset(&all_signals);
-  for (int synchronous : {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT}) {
-    sigdelset(&all_signals, synchronous);
-  }
-  pthread_sigmask(SIG_BLOCK, &all_signals, &previous);
   State* raw = state.get();
-  try {
-    state->deliverer = std::thread([raw] { raw->run_delivery(); });
-  } catch (const std::system_error& failure) {
-    pthread_sigmask(SIG_SETMASK, &previous, nullptr);
-    return std::string("cannot start the event delivery thread: ") + failure.what();
+  std::string error;
+  if (!start_quiet_thread(
+          state->deliverer, "dnsgate-deliver", [raw] { raw->run_delivery(); }, error)) {
+    return error;
   }
-  pthread_sigmask(SIG_SETMASK, &previous, nullptr);
-  pthread_setname_np(state->deliverer.native_handle(), "dnsgate-deliver");
   state->log(false, "events: delivering to " + state->delivery->describe() + " through spool " +
                         state->spool_options.dir);
   return std::unique_ptr<SpoolingOutput>(new SpoolingOutput(std::move(state)));
