@@ -26,12 +26,53 @@ demo: build
 	bash scripts/demo.sh $(BUILD_DIR)/dnsgate
 
 # Everything CI runs: the unit and integration suites, the same suites
-# under ASan + UBSan (build-asan/), then a short run of every fuzz target
-# (build-fuzz/).
+# under ASan + UBSan (build-asan/), and a short run of every fuzz target
+# (build-fuzz/). After the normal build, three lanes run side by side
+# (docs/hardening.md, "Time in CI"): the integration suites mostly wait on
+# sockets and timers, so the compilations (niced) fill the idle cores.
+#   lane 1: the normal suite (build/)
+#   lane 2: build build-asan/, then the ASan suite
+#   lane 3: once build-asan/ is built, build build-fuzz/, then the fuzz
+#           targets one at a time
+# Lane 1 prints as it goes; lanes 2 and 3 log to $(BUILD_DIR)/test-*.log,
+# shown at once when a step fails, and the ASan suite's output and the fuzz
+# table are printed at the end.
+TEST_LOGS := $(abspath $(BUILD_DIR))
+.PHONY: test-suite test-asan-build test-asan-suite test-fuzz-build test-fuzz-run
 test: build
+	@$(MAKE) --no-print-directory -j3 test-suite test-asan-suite test-fuzz-run
+	@echo "==== the ASan + UBSan suite (build-asan/)"; cat $(TEST_LOGS)/test-asan-suite.log
+	@echo "==== the fuzz targets (build-fuzz/)"; cat $(TEST_LOGS)/test-fuzz-run.log
+
+test-suite:
+	@echo "make test: $$(date -u +%T) the unit and integration suites (build/)"
 	cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS)
-	JOBS=$(JOBS) bash scripts/sanitize-test.sh
-	bash fuzz/run.sh $(TEST_FUZZ_SECONDS)
+	@echo "make test: $$(date -u +%T) the normal suite passed"
+
+test-asan-build:
+	@echo "make test: $$(date -u +%T) building build-asan/ (log: $(TEST_LOGS)/test-asan-build.log)"
+	@JOBS=$(JOBS) DOQ_SERVER_DIR=$(TEST_LOGS)/tests/doq_server nice -n 19 \
+	  bash scripts/sanitize-test.sh --build-only >$(TEST_LOGS)/test-asan-build.log 2>&1 || \
+	  { tail -n 100 $(TEST_LOGS)/test-asan-build.log; echo "make test: the ASan build failed" >&2; exit 1; }
+	@echo "make test: $$(date -u +%T) build-asan/ built"
+
+test-asan-suite: test-asan-build
+	@echo "make test: $$(date -u +%T) the ASan + UBSan suite (log: $(TEST_LOGS)/test-asan-suite.log)"
+	@JOBS=$(JOBS) bash scripts/sanitize-test.sh --no-build >$(TEST_LOGS)/test-asan-suite.log 2>&1 || \
+	  { cat $(TEST_LOGS)/test-asan-suite.log; echo "make test: the ASan + UBSan suite failed" >&2; exit 1; }
+	@echo "make test: $$(date -u +%T) the ASan + UBSan suite passed"
+
+test-fuzz-build: test-asan-build
+	@echo "make test: $$(date -u +%T) building build-fuzz/ (log: $(TEST_LOGS)/test-fuzz-build.log)"
+	@nice -n 19 bash fuzz/run.sh --build-only >$(TEST_LOGS)/test-fuzz-build.log 2>&1 || \
+	  { tail -n 100 $(TEST_LOGS)/test-fuzz-build.log; echo "make test: the fuzz build failed" >&2; exit 1; }
+	@echo "make test: $$(date -u +%T) build-fuzz/ built"
+
+test-fuzz-run: test-fuzz-build
+	@echo "make test: $$(date -u +%T) the fuzz targets, $(TEST_FUZZ_SECONDS) s each, one at a time (log: $(TEST_LOGS)/test-fuzz-run.log)"
+	@FUZZ_JOBS=1 nice -n 10 bash fuzz/run.sh --no-build $(TEST_FUZZ_SECONDS) >$(TEST_LOGS)/test-fuzz-run.log 2>&1 || \
+	  { cat $(TEST_LOGS)/test-fuzz-run.log; echo "make test: a fuzz target failed" >&2; exit 1; }
+	@echo "make test: $$(date -u +%T) the fuzz targets passed"
 
 sanitize: deps
 	JOBS=$(JOBS) bash scripts/sanitize-test.sh

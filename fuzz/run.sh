@@ -10,9 +10,9 @@
 #
 # The targets run FUZZ_JOBS at a time (default: the number of cores), each
 # a single libFuzzer process for its full SECONDS: on 2 cores the 7 targets
-# take 4 rounds of SECONDS instead of 7. `make test` builds while the normal
-# suite runs (--build-only) and runs the targets while the ASan suite runs
-# (--no-build, FUZZ_JOBS=1).
+# take 4 rounds of SECONDS instead of 7. `make test` builds (--build-only)
+# beside the normal suite and runs the targets one at a time beside the
+# ASan suite (--no-build, FUZZ_JOBS=1).
 #
 # Reproduce a finding: build-fuzz/fuzz/<target> build-fuzz/artifacts/<file>
 set -euo pipefail
