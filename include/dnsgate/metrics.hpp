@@ -90,6 +90,8 @@ class MetricsBoard {
   std::atomic<std::uint64_t> events_delivered{0};  // acknowledged by the sink
   std::atomic<std::uint64_t> events_spooled{0};    // written to the spool
   std::atomic<std::uint64_t> spool_bytes{0};       // gauge
+  std::atomic<std::uint64_t> events_retried{0};    // sent again after a transient failure
+  std::atomic<std::uint64_t> events_rejected{0};   // refused for good, dead-lettered
 
   // --- the metrics server -------------------------------------------------
   ProxyCounters counters() const noexcept;

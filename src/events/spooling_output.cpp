@@ -242,6 +242,8 @@ void SpoolingOutput::State::publish_figures() noexcept {
   const DeliveryCounts sent = delivery->counts();
   options.metrics->events_delivered.store(sent.delivered, kRelaxed);
   options.metrics->events_spooled.store(stored.load(kRelaxed), kRelaxed);
+  options.metrics->events_retried.store(sent.retried, kRelaxed);
+  options.metrics->events_rejected.store(rejected.load(kRelaxed), kRelaxed);
   if (const std::shared_ptr<Spool> open = current_spool()) {
     options.metrics->spool_bytes.store(open->counts().bytes, kRelaxed);
   }

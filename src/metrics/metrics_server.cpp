@@ -261,12 +261,18 @@ std::string render_metrics(const MetricsBoard& board, std::string_view cell) {
   }
 
   w.family("dnsgate_events_delivered_total", "counter",
-           "Events the sink acknowledged (written to the file or stdout, or delivered).");
+           "Events a nats or http sink had acknowledged.");
   w.sample("dnsgate_events_delivered_total", {}, board.events_delivered.load(kRelaxed));
   w.family("dnsgate_events_spooled_total", "counter", "Events written to the spool.");
   w.sample("dnsgate_events_spooled_total", {}, board.events_spooled.load(kRelaxed));
   w.family("dnsgate_spool_bytes", "gauge", "Bytes in the event spool now.");
   w.sample("dnsgate_spool_bytes", {}, board.spool_bytes.load(kRelaxed));
+  w.family("dnsgate_events_retried_total", "counter",
+           "Events sent again after a transient delivery failure.");
+  w.sample("dnsgate_events_retried_total", {}, board.events_retried.load(kRelaxed));
+  w.family("dnsgate_events_rejected_total", "counter",
+           "Events the sink refused for good (HTTP 4xx), kept in the dead-letter file.");
+  w.sample("dnsgate_events_rejected_total", {}, board.events_rejected.load(kRelaxed));
 
   w.family("dnsgate_config_reloads_total", "counter",
            "Config reloads (SIGHUP): applied, or refused and the old config kept.");

@@ -196,7 +196,8 @@ def test_counters_match_the_traffic_and_promtool_accepts_the_scrape(mgate, knotd
     assert value(samples, "dnsgate_config_reloads_total", {"result": "applied"}) == 0
     assert value(samples, "dnsgate_config_reloads_total", {"result": "refused"}) == 0
     # Reported by a delivering sink (DESIGN §11); present, 0 with the file sink.
-    for name in ("dnsgate_events_delivered_total", "dnsgate_events_spooled_total", "dnsgate_spool_bytes"):
+    for name in ("dnsgate_events_delivered_total", "dnsgate_events_spooled_total", "dnsgate_spool_bytes",
+                 "dnsgate_events_retried_total", "dnsgate_events_rejected_total"):
         assert value(samples, name) == 0, name
 
     status, _, body = gate.get("/healthz")

@@ -192,6 +192,8 @@ TEST(MetricsRender, EventsReloadsPolicyAndBuild) {
   board.events_delivered = 100;
   board.events_spooled = 7;
   board.spool_bytes = 4096;
+  board.events_retried = 12;
+  board.events_rejected = 3;
   board.set_policy_version("0123456789ab");
   board.reload_applied("ba9876543210");
   board.reload_refused();
@@ -200,6 +202,8 @@ TEST(MetricsRender, EventsReloadsPolicyAndBuild) {
   EXPECT_EQ(value_of(text, R"(dnsgate_events_delivered_total{cell="c"})"), "100");
   EXPECT_EQ(value_of(text, R"(dnsgate_events_spooled_total{cell="c"})"), "7");
   EXPECT_EQ(value_of(text, R"(dnsgate_spool_bytes{cell="c"})"), "4096");
+  EXPECT_EQ(value_of(text, R"(dnsgate_events_retried_total{cell="c"})"), "12");
+  EXPECT_EQ(value_of(text, R"(dnsgate_events_rejected_total{cell="c"})"), "3");
   EXPECT_EQ(value_of(text, R"(dnsgate_config_reloads_total{cell="c",result="applied"})"), "1");
   EXPECT_EQ(value_of(text, R"(dnsgate_config_reloads_total{cell="c",result="refused"})"), "2");
   EXPECT_EQ(value_of(text, R"(dnsgate_policy_info{cell="c",policy_version="ba9876543210"})"), "1");
