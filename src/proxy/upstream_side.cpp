@@ -175,7 +175,13 @@ void ProxyLoop::reap_retired() {
     const UpstreamCounters transport = resolver.upstream->counters();
     reaped_.unsolicited += transport.unsolicited;
     reaped_.connects += transport.connects;
-    resolver.upstream.reset();  // closes its descriptors, which leaves epoll
+    // A descriptor the transport does not own (the caller's UDP socket of
+    // the first resolver) stays open after it: out of epoll by hand, or its
+    // late answers would wake the loop for a slot no one reads.
+    for (const IoInterest& watched : resolver.registered) {
+      if (watched.fd >= 0) epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, watched.fd, nullptr);
+    }
+    resolver.upstream.reset();  // closes its own descriptors
     resolver.port.reset();
     resolver.registered.clear();
     resolver.owner.reset();

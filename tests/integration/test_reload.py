@@ -54,6 +54,11 @@ def verdicts(gate) -> int:
     return log.count("reload: ") + log.count("reload refused")
 
 
+def cpu_seconds(pid: int) -> float:
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rcode_of(gate, name: str) -> int:
     r = gate.query(name)
     assert r.response is not None, f"no answer for {name}"
@@ -193,6 +198,19 @@ def test_queries_in_flight_finish_with_the_resolver_they_began_with(dnsgate):
         assert {e["data"]["upstream"] for e in slow} == {old.address}
         assert {e["data"]["action"] for e in slow} == {"forward"}
         assert fast[0]["data"]["upstream"] == new.address
+        # The old resolver retires once its queries are done. A late datagram
+        # from it to the (caller-owned) upstream socket it used must not wake
+        # the loop again and again: dnsgate stays idle.
+        time.sleep(0.3)
+        with old._lock:
+            proxy_side = old.received[0][1]
+        for _ in range(3):
+            old.sock.sendto(b"\x12\x34late answer", proxy_side)
+        time.sleep(0.2)
+        before = cpu_seconds(gate.proc.pid)
+        time.sleep(1.0)
+        busy = cpu_seconds(gate.proc.pid) - before
+        assert busy < 0.2, f"dnsgate used {busy:.2f} s of CPU in 1 s idle after the reload"
         stats = gate.stop()
         assert stats["relayed"] == 6 and stats["servfailTimeout"] == 0
         # Per resolver: those of the config in force.
