@@ -173,6 +173,7 @@ def test_stream_not_capturing_the_subject(gates, knotd, nats_server, tmp_path):
     time.sleep(1.5)
     assert gate1.running()
     gate1.stop()
+    assert gate1.stop_seconds < 4.5, f"SIGTERM to exit took {gate1.stop_seconds:.1f} s (2 s of last delivery expected)"
     d1 = gate1.delivery
     assert d1["delivered"] == 0, d1
     assert d1["retried"] > 0, f"the refused publishes are not counted: {d1}"
@@ -227,8 +228,9 @@ def _segment_files(spool: Path) -> list[Path]:
 def test_corrupt_spool_segment_is_skipped_and_counted(gates, knotd, nats_server, tmp_path):
     """A stopped dnsgate left 300 events in its spool (the server was down);
     garbage is written into the middle of the segment; the restarted dnsgate
-    counts the corrupt record(s), delivers every record before the damage
-    and every new event, and sends nothing that was never an event."""
+    delivers every record before the damage and every new event, sends
+    nothing that was never an event, and each record of the first run is
+    either delivered or counted in corruptSkipped (none vanishes uncounted)."""
     spool = tmp_path / "spool"
     gate1 = nats_gate(gates, knotd, nats_server.url, spool_dir=spool)
     res = send_load(gate1, 300, rate=600)
@@ -270,6 +272,13 @@ def test_corrupt_spool_segment_is_skipped_and_counted(gates, knotd, nats_server,
     assert got["messages"] >= gate2.datagrams + len(intact)
     assert got["messages"] < gate1.datagrams + gate2.datagrams, "the damaged records cannot all have arrived"
     assert d2["backlog"] == 0, d2
+    # every record of the first run is delivered or counted as skipped: nothing vanishes uncounted
+    run1_delivered = got["messages"] - gate2.datagrams
+    after = sum(1 for st in starts if st >= offset + len(garbage))
+    assert run1_delivered + d2["corruptSkipped"] == gate1.datagrams, (
+        f"of the {gate1.datagrams} events the first run spooled, {run1_delivered} were delivered and "
+        f"corruptSkipped counts {d2['corruptSkipped']}: {gate1.datagrams - run1_delivered - d2['corruptSkipped']} "
+        f"vanished uncounted ({after} records lie intact after the damage in {seg.name})")
     assert [line for line in gate2.stderr().splitlines() if "spool" in line.lower() and not line.startswith("{")], \
         f"no stderr line tells of the corrupt spool segment:\n{gate2.stderr()}"
 
