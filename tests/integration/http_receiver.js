@@ -4,7 +4,7 @@
 //
 //   node http_receiver.js --out FILE [--port P] [--path /events]
 //        [--fail503-seconds S] [--fail400-next N] [--close-next N]
-//        [--close-seconds S] [--delay-ms MS]
+//        [--close-seconds S] [--delay-ms MS] [--outage-status 503]
 //
 // Each POST to the path is parsed with HTTP.toEvent (batched mode for
 // application/cloudevents-batch+json) and every event is validated (the raw
@@ -15,11 +15,12 @@
 //
 // Faults (from the command line or POST /control with a JSON object of the
 // same names in camelCase: fail503Seconds, fail400Next, closeNext,
-// closeSeconds, delayMs), applied to the POSTs in this order:
+// closeSeconds, delayMs, outageStatus), applied to the POSTs in this order:
 //   closeNext / closeSeconds: read the request, then destroy the connection
 //                             without an answer (the next N POSTs, or all
 //                             POSTs for S seconds from now);
-//   fail503Seconds:           answer 503 (Retry-After absent) for S seconds from now;
+//   fail503Seconds:           answer 503 (Retry-After absent) for S seconds from now
+//                             (outageStatus: another status instead, e.g. 429);
 //   fail400Next:              answer 400 to the next N batches; their events go to
 //                             FILE.rejected (one JSON line each), not to FILE;
 //   delayMs:                  wait that long before answering (any answer).
@@ -37,7 +38,7 @@ const { HTTP, CloudEvent } = require(path.join(__dirname, "node_modules", "cloud
 
 function parseArgs(argv) {
   const o = { port: 0, path: "/events", out: null, fail503Seconds: 0, fail400Next: 0, closeNext: 0,
-    closeSeconds: 0, delayMs: 0 };
+    closeSeconds: 0, delayMs: 0, outageStatus: 503 };
   for (let i = 0; i < argv.length; i += 2) {
     const k = argv[i];
     const v = argv[i + 1];
@@ -56,7 +57,7 @@ function parseArgs(argv) {
 }
 
 const opts = parseArgs(process.argv.slice(2));
-const faults = { fail503Until: 0, fail400Next: 0, closeNext: 0, closeUntil: 0, delayMs: 0 };
+const faults = { fail503Until: 0, fail400Next: 0, closeNext: 0, closeUntil: 0, delayMs: 0, outageStatus: 503 };
 function applyFaults(f) {
   const now = Date.now();
   if (f.fail503Seconds) faults.fail503Until = now + f.fail503Seconds * 1000;
@@ -64,6 +65,7 @@ function applyFaults(f) {
   if (f.closeNext !== undefined) faults.closeNext = f.closeNext;
   if (f.closeSeconds) faults.closeUntil = now + f.closeSeconds * 1000;
   if (f.delayMs !== undefined) faults.delayMs = f.delayMs;
+  if (f.outageStatus !== undefined) faults.outageStatus = f.outageStatus;
 }
 applyFaults(opts);
 
@@ -118,8 +120,8 @@ function handlePost(req, res, body) {
     return;
   }
   if (now < faults.fail503Until) {
-    stats.answered503 += 1;
-    answer(res, 503, "unavailable (scripted)");
+    stats.answered503 += 1;  // the outage answers, whatever their status
+    answer(res, faults.outageStatus, "unavailable (scripted)");
     return;
   }
   const ctype = req.headers["content-type"] || "";

@@ -377,7 +377,7 @@ class HttpReceiver:
         return f"http://127.0.0.1:{self.port}/events"
 
     def start(self, **faults) -> "HttpReceiver":
-        """faults: fail503_seconds, fail400_next, close_next, close_seconds, delay_ms."""
+        """faults: fail503_seconds, fail400_next, close_next, close_seconds, delay_ms, outage_status."""
         args = [NODE, str(self.RECEIVER), "--out", str(self.out), "--port", str(self.port)]
         for k, v in faults.items():
             args += ["--" + k.replace("_", "-"), str(v)]
@@ -421,7 +421,7 @@ class HttpReceiver:
         return payload
 
     def control(self, **faults) -> None:
-        """fail503Seconds, fail400Next, closeNext, closeSeconds, delayMs."""
+        """fail503Seconds, fail400Next, closeNext, closeSeconds, delayMs, outageStatus."""
         self._request("POST", "/control", json.dumps(faults).encode())
 
     def stats(self) -> dict:

@@ -19,6 +19,9 @@ from nats_rig import EVENTS_DROPPED_TYPE, HttpReceiver, check_events, delivery_g
 
 ALLOW = ["example.com", "*.example.com", "*.example.org"]
 CELL = "itest"
+# The DNS path never waits for the sink: a stall would show as seconds; 200 ms leaves room for a
+# shared, busy machine.
+DNS_P99_MAX = 0.2
 BATCH_CT = "application/cloudevents-batch+json"
 MiB = 1 << 20
 
@@ -65,7 +68,7 @@ def assert_all_answered(res) -> None:
 
 
 def assert_dns_fast(res, what: str) -> None:
-    assert res.percentile(99) < 0.1, f"DNS slowed while {what}: {res.summary()}"
+    assert res.percentile(99) < DNS_P99_MAX, f"DNS slowed while {what}: {res.summary()}"
 
 
 def read_dead_letter(path: Path) -> list[dict]:
@@ -127,6 +130,24 @@ def test_503_for_10_seconds_then_ok(gates, knotd, receiver):
     assert d["retried"] > 0, d
     assert d["delivered"] == gate.datagrams and d["backlog"] == 0 and d["rejected"] == 0, d
     assert error_lines(gate, "503"), f"no stderr line tells of the 503 answers:\n{gate.stderr()}"
+
+
+def test_429_is_retried_not_dead_lettered(gates, knotd, receiver):
+    """429 (Too Many Requests) is the one 4xx that is transient: retried,
+    never dead-lettered, everything delivered once the receiver takes it."""
+    receiver.start(fail503_seconds=2, outage_status=429)
+    gate = http_gate(gates, knotd, receiver)
+    res = send_load(gate, 100, rate=100)
+    assert_all_answered(res)
+    evs = receiver.wait_events(gate.datagrams, 10)
+    assert len(evs) == gate.datagrams, f"{len(evs)} of {gate.datagrams} events"
+    gate.stop()
+    assert len(received(receiver)) == gate.datagrams
+    assert receiver.stats()["answered503"] >= 1, "the receiver never answered 429"
+    d = gate.delivery
+    assert d["rejected"] == 0 and d["retried"] > 0 and d["delivered"] == gate.datagrams, d
+    assert not (gate.spool_dir / "dead-letter.jsonl").exists() or \
+        not (gate.spool_dir / "dead-letter.jsonl").read_text().strip(), "a 429 batch was dead-lettered"
 
 
 def test_400_for_one_batch_is_dead_lettered(gates, knotd, receiver):
