@@ -112,12 +112,10 @@ ticks_per_second=$(getconf CLK_TCK)
 cpu_ticks() {  # utime + stime of every thread of PID, in clock ticks
   sed 's/.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'
 }
-metrics_thread_ticks() {  # utime + stime of PID's threads that are not the loop nor the event writer
-  local task total=0 comm
+metrics_thread_ticks() {  # utime + stime of PID's metrics server thread (libmicrohttpd's, MHD-*)
+  local task total=0
   for task in /proc/"$1"/task/*; do
-    comm=$(cat "$task/comm" 2>/dev/null) || continue
-    [ "$task" = "/proc/$1/task/$1" ] && continue
-    case "$comm" in dnsgate-events | dnsgate-deliver) continue ;; esac
+    [[ "$(cat "$task/comm" 2>/dev/null)" == MHD* ]] || continue
     total=$((total + $(sed 's/.*) //' "$task/stat" | awk '{ print $12 + $13 }')))
   done
   echo "$total"
@@ -129,6 +127,13 @@ cpus_busy() {  # "busy0 total0 busy1 total1": jiffies of CPUs 0 and 1 from /proc
 busy_pct() {  # busy_pct "BEFORE" "AFTER" N: CPU N's busy share in between, in %
   awk -v b="$1" -v a="$2" -v n="$3" 'BEGIN { split(b, x, " "); split(a, y, " ");
     i = 2 * n + 1; d = y[i + 1] - x[i + 1]; printf "%.0f", (d > 0 ? 100 * (y[i] - x[i]) / d : 0) }'
+}
+udp_drops() {  # udp_drops PID: datagrams the kernel dropped on PID's UDP sockets (full receive buffer)
+  local inodes
+  inodes=$(find "/proc/$1/fd" -lname 'socket:*' -printf '%l\n' 2>/dev/null | tr -dc '0-9\n' | sort -u | tr '\n' ' ')
+  cat /proc/net/udp /proc/net/udp6 2>/dev/null |
+    awk -v list="$inodes" 'BEGIN { n = split(list, a, " "); for (i = 1; i <= n; i++) want[a[i]] = 1 }
+      NR > 1 && ($10 in want) { d += $NF } END { print d + 0 }'
 }
 perf_field() { awk -v k="$2" '$0 ~ k { print $3; exit }' "$1"; }
 stat_field() {  # stat_field ERRFILE KEY: a field of the stats line dnsgate printed at exit
@@ -250,6 +255,8 @@ if [[ " $scenarios " == *" a "* ]]; then
     before=$(cpu_ticks "$gate_pid")
     mbefore=$(metrics_thread_ticks "$gate_pid")
     busy_before=$(cpus_busy)
+    gdrops=$(udp_drops "$gate_pid")
+    kdrops=$(udp_drops "$knot_pid")
     run_dnsperf "$dir/dnsperf.out" "$seconds"
     end=$(($(date +%s%N) + seconds * 1000000000))
     scrapers=()
@@ -277,6 +284,8 @@ if [[ " $scenarios " == *" a "* ]]; then
     after=$(cpu_ticks "$gate_pid")
     mafter=$(metrics_thread_ticks "$gate_pid")
     busy_after=$(cpus_busy)
+    gdrops=$(($(udp_drops "$gate_pid") - gdrops))
+    kdrops=$(($(udp_drops "$knot_pid") - kdrops))
     for p in "${scrapers[@]+"${scrapers[@]}"}"; do wait "$p" || true; stop_pid "$p"; done
     cat "$dir"/scrapes-*.txt >>"$dir/scrapes.txt" 2>/dev/null || true
     stop_pid "$gate_pid"
@@ -312,7 +321,7 @@ if [[ " $scenarios " == *" a "* ]]; then
       [ "$scrapes_bad" -gt 0 ] && scrape_cell+=", $scrapes_bad failed"
     fi
     grep -E "Queries (sent|completed|lost)|Average Latency|Response codes" "$dir/dnsperf.out" >&2
-    a_rows+=("| $run | $lost of $sent | $servfail | $avg / $p50 / $p99 | $events / ${received:-?} | $cpu_q µs (metrics thread ${mcpu} s) | $(busy_pct "$busy_before" "$busy_after" 0)% / $(busy_pct "$busy_before" "$busy_after" 1)% | $scrape_cell |")
+    a_rows+=("| $run | $lost of $sent | $servfail ($gdrops / $kdrops) | $avg / $p50 / $p99 | $events / ${received:-?} | $cpu_q µs (metrics thread ${mcpu} s) | $(busy_pct "$busy_before" "$busy_after" 0)% / $(busy_pct "$busy_before" "$busy_after" 1)% | $scrape_cell |")
   done
 fi
 
@@ -352,6 +361,8 @@ for i in range(1, reloads + 1):
 PY
   busy_before=$(cpus_busy)
   before=$(cpu_ticks "$gate_pid")
+  gdrops=$(udp_drops "$gate_pid")
+  kdrops=$(udp_drops "$knot_pid")
   run_dnsperf "$dir/dnsperf.out" "$bseconds"
   sleep 1
   "${load_cpu[@]+"${load_cpu[@]}"}" "$python" "$dir/reloader.py" "$gate_pid" "$dir/dnsgate.yaml" \
@@ -360,6 +371,8 @@ PY
   stop_pid "$perf_pid"
   after=$(cpu_ticks "$gate_pid")
   busy_after=$(cpus_busy)
+  gdrops=$(($(udp_drops "$gate_pid") - gdrops))
+  kdrops=$(($(udp_drops "$knot_pid") - kdrops))
   curl -s --max-time 5 "$url" >"$dir/scrape.txt" || true
   stop_pid "$gate_pid"
   sent=$(perf_field "$dir/dnsperf.out" "Queries sent:")
@@ -404,21 +417,22 @@ bad = 0
 for line in open(f"{d}/events.jsonl"):
     try:
         e = json.loads(line)
-        events.append((ns(e["time"]), e["data"]["policyVersion"], e["data"].get("rcode")))
+        events.append((ns(e["time"]), e["data"]["policyVersion"], e["data"].get("rcode"),
+                       e["data"].get("reasonCode")))
     except (ValueError, KeyError):
         bad += 1
 events.sort()
 seen = {}
-for _, v, _ in events:
+for _, v, *_ in events:
     seen[v] = seen.get(v, 0) + 1
 # segments: runs of one version in arrival order
 segments = []
-for t, v, _ in events:
+for t, v, *_ in events:
     if not segments or segments[-1][1] != v:
         segments.append((t, v))
 expected = [versions["A"]] + [versions[h[1]] for h in hups]
 times_of = {}
-for t, v, _ in events:
+for t, v, *_ in events:
     times_of.setdefault(v, []).append(t)
 # per reload: SIGHUP -> accepted log line; SIGHUP -> arrival of the first
 # query decided by the new version (after the previous reload took effect)
@@ -453,6 +467,20 @@ print("to_log", f"{pct(to_log, 0.5):.1f}", f"{max(to_log) if to_log else float('
 print("to_event", f"{pct(to_event, 0.5):.1f}", f"{max(to_event) if to_event else float('nan'):.1f}", len(to_event), missing)
 print("servfail_events", sum(1 for e in events if e[2] == "SERVFAIL"))
 print("bad_lines", bad)
+# the SERVFAILs: why, and when they arrived relative to the last reload put in force before
+fails = [e for e in events if e[2] == "SERVFAIL"]
+reasons = {}
+for e in fails:
+    reasons[e[3]] = reasons.get(e[3], 0) + 1
+bursts = sorted({e[0] // 1_000_000 for e in fails})  # arrival ms
+after = []
+for b in bursts:
+    j = bisect.bisect_right(acc_times, b * 1_000_000) - 1
+    after.append(f"+{(b * 1_000_000 - acc_times[j]) / 1e6:.0f} ms after reload {j + 1}" if j >= 0 else "before any reload")
+detail = ", ".join(f"{r} {n}" for r, n in sorted(reasons.items()))
+if fails:
+    detail += f"; arrived in {len(bursts)} ms: " + ", ".join(after[:5]) + (" ..." if len(after) > 5 else "")
+print("servfail_detail", detail or "none")
 for line in refused_lines[:3]:
     print("refused_line", line)
 PY
@@ -466,7 +494,8 @@ PY
   sighups=$(wc -l <"$dir/hups.txt")
   row "(b) SIGHUPs sent / reloads accepted (log) / applied, refused (metrics)" "$sighups / $(field accepted) / ${applied:-?}, ${refused:-?}"
   row "(b) queries lost (dnsperf)" "$lost of $sent ($completed answered)"
-  row "(b) SERVFAIL (dnsperf / events)" "$servfail / $(field servfail_events) (NOERROR $noerror)"
+  row "(b) SERVFAIL (dnsperf / events)" "$servfail / $(field servfail_events) (NOERROR $noerror; $(field servfail_detail))"
+  row "(b) UDP datagrams the kernel dropped (full receive buffer): dnsgate's sockets / knotd's" "$gdrops / $kdrops"
   row "(b) events vs queries" "$events events, received ${received:-?} (dnsperf sent $sent)"
   row "(b) distinct policyVersions in the events" "$(field distinct): $(field versions)"
   row "(b) version switches in arrival order" "$((seg_n - 1)) for $sighups reloads (sequence as sent: $seg_match)"
@@ -483,7 +512,7 @@ if [[ " $scenarios " == *" a "* ]]; then
   echo
   echo "(a) scrape cost; promtool check metrics on a scrape under load: $promtool_result"
   echo
-  echo "| scraping | queries lost | SERVFAIL | DNS latency avg / p50 / p99 (ms) | events / received | dnsgate CPU per query | CPU 0 / CPU 1 busy | scrapes, latency |"
+  echo "| scraping | queries lost | SERVFAIL (UDP drops dnsgate / knotd) | DNS latency avg / p50 / p99 (ms) | events / received | dnsgate CPU per query | CPU 0 / CPU 1 busy | scrapes, latency |"
   echo "|---|---|---|---|---|---|---|---|"
   printf '%s\n' "${a_rows[@]}"
 fi
