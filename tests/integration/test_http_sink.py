@@ -272,7 +272,7 @@ def test_spool_full_drops_newest_then_one_events_dropped_event(gates, knotd, tmp
             last = n
             time.sleep(0.5)
         for i in range(5):
-            assert gate.query("www.example.com.", ident=i).response is not None
+            assert gate.query("www.example.com.", ident=i, timeout=3.0).response is not None
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and not [e for e in rx.events() if e["type"] == EVENTS_DROPPED_TYPE]:
             time.sleep(0.2)

@@ -86,7 +86,7 @@ def test_every_query_is_one_message_with_its_id(gates, knotd, nats_server, tmp_p
     add_stream(nats_server.url, STREAM, SUBJECTS, 1)
     gate = nats_gate(gates, knotd, nats_server.url)
     for i in range(50):
-        r = gate.query("www.example.com.", ident=1000 + i)
+        r = gate.query("www.example.com.", ident=1000 + i, timeout=3.0)
         assert r.response is not None, f"query {i} unanswered"
     assert wait_stream_messages(nats_server.url, STREAM, gate.datagrams, 10) == gate.datagrams
     stats = gate.stop()
@@ -188,7 +188,7 @@ def test_stream_not_capturing_the_subject(gates, knotd, nats_server, tmp_path):
     nats_tool(nats_server.url, "set-subjects", STREAM, "other.>," + SUBJECTS)
     gate2 = nats_gate(gates, knotd, nats_server.url, spool_dir=spool)
     for i in range(10):
-        assert gate2.query("www.example.com.", ident=i).response is not None
+        assert gate2.query("www.example.com.", ident=i, timeout=3.0).response is not None
     want = gate1.datagrams + gate2.datagrams
     got_n = wait_stream_messages(nats_server.url, STREAM, want, 15)
     assert got_n == want, f"{got_n} of {want} events after the stream was fixed"
@@ -258,7 +258,7 @@ def test_corrupt_spool_segment_is_skipped_and_counted(gates, knotd, nats_server,
     add_stream(nats_server.url, STREAM, SUBJECTS, 1)
     gate2 = nats_gate(gates, knotd, nats_server.url, spool_dir=spool)
     for i in range(20):
-        assert gate2.query("www.example.com.", ident=i).response is not None
+        assert gate2.query("www.example.com.", ident=i, timeout=3.0).response is not None
     time.sleep(3.0)
     stats2 = gate2.stop()
     got, evs = read_stream(nats_server.url, tmp_path)
