@@ -35,6 +35,7 @@
 #   SCRAPE_RATE=10     scrapes a second of the paced run
 #   STORM_LOOPS=8      parallel scrapers of the storm run
 #   RELOADS=100 RELOAD_SECONDS=10
+#   ROUNDS=1           (a)'s three runs this many times, interleaved (one row each)
 #   BENCH_PIN=1        0: no CPU pinning
 #   KNOT_PORT=26500 GATE_PORT=26553 METRICS_PORT=26591
 #   BENCH_KEEP=0       1: keep the work dir (raw outputs) at the end
@@ -58,6 +59,7 @@ scenarios=${SCENARIOS:-a b}
 scrape_rate=${SCRAPE_RATE:-10}
 storm_loops=${STORM_LOOPS:-8}
 reloads=${RELOADS:-100}
+rounds=${ROUNDS:-1}
 reload_seconds=${RELOAD_SECONDS:-10}
 pin=${BENCH_PIN:-1}
 knot_port=${KNOT_PORT:-26500}
@@ -65,7 +67,7 @@ gate_port=${GATE_PORT:-26553}
 metrics_port=${METRICS_PORT:-26591}
 python=/usr/bin/python3
 
-for n in "$seconds" "$qps" "$scrape_rate" "$storm_loops" "$reloads" "$reload_seconds"; do
+for n in "$seconds" "$qps" "$rounds" "$scrape_rate" "$storm_loops" "$reloads" "$reload_seconds"; do
   [[ "$n" =~ ^[1-9][0-9]*$ ]] || { echo "not a positive integer: $n" >&2; exit 2; }
 done
 for tool in /usr/sbin/knotd dnsperf kdig curl promtool taskset "$python" "$bin"; do
@@ -244,13 +246,13 @@ row() { rows+=("| $1 | $2 |"); }
 if [[ " $scenarios " == *" a "* ]]; then
   a_rows=()
   promtool_result="not run"
-  for run in none paced storm; do
-    dir="$work/a-$run"
+  for round in $(seq "$rounds"); do for run in none paced storm; do
+    dir="$work/a-$run-$round"
     mkdir -p "$dir"
     gate_config A "$dir/events.jsonl" >"$dir/dnsgate.yaml"
     start_gate "$dir"
     sleep 0.3
-    echo "operations: (a) $run: $qps q/s for $seconds s" >&2
+    echo "operations: (a) round $round/$rounds, $run: $qps q/s for $seconds s" >&2
     : >"$dir/scrapes.txt"
     before=$(cpu_ticks "$gate_pid")
     mbefore=$(metrics_thread_ticks "$gate_pid")
@@ -289,7 +291,7 @@ if [[ " $scenarios " == *" a "* ]]; then
     for p in "${scrapers[@]+"${scrapers[@]}"}"; do wait "$p" || true; stop_pid "$p"; done
     cat "$dir"/scrapes-*.txt >>"$dir/scrapes.txt" 2>/dev/null || true
     stop_pid "$gate_pid"
-    if [ "$run" = paced ]; then
+    if [ "$run" = paced ] && [ "$round" = 1 ]; then
       if [ ! -s "$dir/scrape.txt" ]; then
         promtool_result="FAILED: no scrape"
       elif promtool check metrics <"$dir/scrape.txt" >"$dir/promtool.out" 2>&1; then
@@ -311,18 +313,24 @@ if [[ " $scenarios " == *" a "* ]]; then
     mticks=$((mafter - mbefore))
     cpu_q=$(awk -v t="$ticks" -v hz="$ticks_per_second" -v n="$completed" \
       'BEGIN { printf "%.2f", (n > 0 ? t / hz / n * 1e6 : 0) }')
-    mcpu=$(awk -v t="$mticks" -v hz="$ticks_per_second" 'BEGIN { printf "%.2f", t / hz }')
+    # the DNS loop and the event writer: all threads but the metrics server's
+    loop_q=$(awk -v t="$((ticks - mticks))" -v hz="$ticks_per_second" -v n="$completed" \
+      'BEGIN { printf "%.2f", (n > 0 ? t / hz / n * 1e6 : 0) }')
     scrapes_ok=$(awk '$1 == 200' "$dir/scrapes.txt" | wc -l)
     scrapes_bad=$(awk '$1 != 200' "$dir/scrapes.txt" | wc -l)
     awk '$1 == 200 { print $2 }' "$dir/scrapes.txt" >"$dir/scrape_times.txt"
     read -r s50 s99 _ <<<"$(percentiles "$dir/scrape_times.txt")"
-    if [ "$run" = none ]; then scrape_cell="-"; else
+    if [ "$run" = none ]; then scrape_cell="-"; mcell="-"; else
+      mcell=$(awk -v t="$mticks" -v hz="$ticks_per_second" -v n="$((scrapes_ok + scrapes_bad))" \
+        'BEGIN { printf "%.2f s, %.0f µs a scrape", t / hz, (n > 0 ? t / hz / n * 1e6 : 0) }')
       scrape_cell="$scrapes_ok ($(awk -v n="$scrapes_ok" -v s="$seconds" 'BEGIN { printf "%.0f", n / s }')/s), p50 $s50 ms, p99 $s99 ms"
       [ "$scrapes_bad" -gt 0 ] && scrape_cell+=", $scrapes_bad failed"
     fi
     grep -E "Queries (sent|completed|lost)|Average Latency|Response codes" "$dir/dnsperf.out" >&2
-    a_rows+=("| $run | $lost of $sent | $servfail ($gdrops / $kdrops) | $avg / $p50 / $p99 | $events / ${received:-?} | $cpu_q µs (metrics thread ${mcpu} s) | $(busy_pct "$busy_before" "$busy_after" 0)% / $(busy_pct "$busy_before" "$busy_after" 1)% | $scrape_cell |")
-  done
+    round_cell=""
+    [ "$rounds" -gt 1 ] && round_cell=" ($round)"
+    a_rows+=("| $run$round_cell | $lost of $sent | $servfail ($gdrops / $kdrops) | $avg / $p50 / $p99 | $events / ${received:-?} | $cpu_q / $loop_q µs | $mcell | $(busy_pct "$busy_before" "$busy_after" 0)% / $(busy_pct "$busy_before" "$busy_after" 1)% | $scrape_cell |")
+  done; done
 fi
 
 # --- (b) 100 reloads under load ---------------------------------------------------
@@ -512,8 +520,8 @@ if [[ " $scenarios " == *" a "* ]]; then
   echo
   echo "(a) scrape cost; promtool check metrics on a scrape under load: $promtool_result"
   echo
-  echo "| scraping | queries lost | SERVFAIL (UDP drops dnsgate / knotd) | DNS latency avg / p50 / p99 (ms) | events / received | dnsgate CPU per query | CPU 0 / CPU 1 busy | scrapes, latency |"
-  echo "|---|---|---|---|---|---|---|---|"
+  echo "| scraping | queries lost | SERVFAIL (UDP drops dnsgate / knotd) | DNS latency avg / p50 / p99 (ms) | events / received | dnsgate CPU per query: all / without the metrics thread | metrics thread CPU | CPU 0 / CPU 1 busy | scrapes, latency |"
+  echo "|---|---|---|---|---|---|---|---|---|"
   printf '%s\n' "${a_rows[@]}"
 fi
 if [[ " $scenarios " == *" b "* ]]; then
