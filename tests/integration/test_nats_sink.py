@@ -220,6 +220,43 @@ def test_jetstream_answering_slowly(gates, knotd, nats_server, tmp_path):
     assert gate.delivery["backlog"] == 0, gate.delivery
 
 
+def test_dnsgate_killed_resumes_from_its_spool(gates, knotd, nats_server, tmp_path):
+    """dnsgate itself dies by SIGKILL: first 300 events delivered normally
+    (their acknowledged position persisted at most once a second), then 300
+    more while a relay holds JetStream's acks for 3 s, and the kill.
+    A new dnsgate on the same spool sends what was not acknowledged; resends
+    of what was are removed by the duplicate window: every event of both
+    runs is in the stream exactly once."""
+    nats_server.start()
+    add_stream(nats_server.url, STREAM, SUBJECTS, 1)
+    spool = tmp_path / "spool"
+    proxy = SlowProxy(nats_server.port, delay=0.0)
+    try:
+        gate1 = nats_gate(gates, knotd, proxy.url, spool_dir=spool)
+        assert_all_answered(send_load(gate1, 300, rate=1000))
+        time.sleep(0.1)  # acknowledged by now, but the position persists at most once a second
+        proxy.delay = 3.0
+        assert_all_answered(send_load(gate1, 300, rate=1000))
+        time.sleep(0.2)  # the event writer has appended the last lines (at most 5 ms after each event)
+        gate1.proc.kill()
+        gate1.returncode = gate1.proc.wait(timeout=5)
+        before = stream_messages(nats_server.url, STREAM)
+        assert before < gate1.datagrams, "no backlog when dnsgate was killed: the test proves nothing"
+    finally:
+        proxy.close()
+    gate2 = nats_gate(gates, knotd, nats_server.url, spool_dir=spool)
+    for i in range(10):
+        assert gate2.query("www.example.com.", ident=i, timeout=3.0).response is not None
+    want = gate1.datagrams + gate2.datagrams
+    got_n = wait_stream_messages(nats_server.url, STREAM, want, 20)
+    assert got_n == want, f"{got_n} of {want} events after the restart ({before} were in before the kill)"
+    gate2.stop()
+    got, _ = read_stream(nats_server.url, tmp_path)
+    assert got["messages"] == got["distinctIds"] == want
+    d2 = gate2.delivery
+    assert d2["backlog"] == 0 and d2["delivered"] >= want - before, d2
+
+
 # ------------------------------------------------------------ the spool
 
 
