@@ -554,6 +554,22 @@ class LoadResult:
                 f"max {max(self.latencies) * 1000:.1f} ms")
 
 
+# The DNS path never waits for the sink: waiting on it would show as seconds (connect and ack
+# timeouts, backoff); the bounds leave room for a shared, busy machine (and the sender's own pauses).
+DNS_P99_MAX = 0.5
+DNS_MEDIAN_MAX = 0.02
+
+
+def assert_all_answered(res: LoadResult) -> None:
+    assert res.answered == res.sent, f"DNS queries lost: {res.summary()}"
+
+
+def assert_dns_fast(res: LoadResult, what: str) -> None:
+    assert res.latencies, f"no DNS answer at all while {what}"
+    assert statistics.median(res.latencies) < DNS_MEDIAN_MAX and res.percentile(99) < DNS_P99_MAX, (
+        f"DNS slowed while {what}: {res.summary()}")
+
+
 def send_load(gate: DnsGate, count: int, rate: float, name: str = "www.example.com.", window: int = 64,
               on_progress=None, answer_wait: float = 3.0) -> LoadResult:
     """Sends `count` queries at about `rate` per second with at most `window`

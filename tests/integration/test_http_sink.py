@@ -15,13 +15,13 @@ from pathlib import Path
 import pytest
 
 from dnsgate_testlib import validate_with_sdk
-from nats_rig import EVENTS_DROPPED_TYPE, HttpReceiver, check_events, delivery_gates, receiver, send_load
+from nats_rig import (
+    EVENTS_DROPPED_TYPE, HttpReceiver, assert_all_answered, assert_dns_fast, check_events, delivery_gates, receiver,
+    send_load,
+)
 
 ALLOW = ["example.com", "*.example.com", "*.example.org"]
 CELL = "itest"
-# The DNS path never waits for the sink: a stall would show as seconds; 200 ms leaves room for a
-# shared, busy machine.
-DNS_P99_MAX = 0.2
 BATCH_CT = "application/cloudevents-batch+json"
 MiB = 1 << 20
 
@@ -61,14 +61,6 @@ def error_lines(gate, *words: str) -> list[str]:
         if any(w.lower() in line.lower() for w in words):
             out.append(line)
     return out
-
-
-def assert_all_answered(res) -> None:
-    assert res.answered == res.sent, f"DNS queries lost: {res.summary()}"
-
-
-def assert_dns_fast(res, what: str) -> None:
-    assert res.percentile(99) < DNS_P99_MAX, f"DNS slowed while {what}: {res.summary()}"
 
 
 def read_dead_letter(path: Path) -> list[dict]:
