@@ -17,7 +17,7 @@ import pytest
 
 from dnsgate_testlib import validate_with_sdk
 from nats_rig import (
-    NatsCluster, assert_all_answered, assert_dns_fast, SlowProxy, add_stream, check_events, delivery_gates,
+    NatsCluster, SlowProxy, add_stream, assert_all_answered, assert_dns_fast, check_events, delivery_gates,
     nats_server, nats_tool, send_load, stream_count, stream_messages, wait_stream_messages,
 )
 
