@@ -29,6 +29,7 @@
 #include <iterator>
 #include <limits>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -176,14 +177,25 @@ std::string make_directories(const std::string& dir) {
   return {};
 }
 
+// A damaged stretch of a segment: [from, to) holds no record that checks.
+struct Hole {
+  std::uint64_t from = 0;
+  std::uint64_t to = 0;
+};
+
 struct ScanResult {
-  std::uint64_t end = 0;      // where the valid records stop
+  std::uint64_t end = 0;      // where the last valid record ends
   std::uint64_t records = 0;  // valid records from the start on
-  bool corrupt = false;       // stopped at a damaged record or a torn tail
+  std::uint64_t lost = 0;     // records taken to be lost in damaged stretches
+  std::vector<Hole> holes;    // damaged stretches with valid records after them
+  bool corrupt = false;       // some damage was found
   int error = 0;              // a read failed (errno)
 };
 
-// Checks every record of an earlier run's segment from `start` on.
+// Checks every record of an earlier run's segment from `start` on. Damage
+// does not end the segment: the scan looks for the next record whose
+// header and checksum hold and goes on from there, so one bad sector costs
+// the records it hit, not the rest of the segment.
 ScanResult scan_segment(int fd, std::uint64_t start, std::uint64_t size,
                         std::vector<unsigned char>& buffer) {
   ScanResult result;
@@ -191,37 +203,60 @@ ScanResult scan_segment(int fd, std::uint64_t start, std::uint64_t size,
   if (start >= size) return result;
   std::uint64_t buffer_start = start;
   std::size_t buffer_len = 0;
-  std::uint64_t off = start;
-  // Makes [off, off + need) available in `buffer`.
-  auto fetch = [&](std::uint64_t need) {
-    if (off >= buffer_start && off + need <= buffer_start + buffer_len) return true;
+  // Makes [at, at + need) available in `buffer`.
+  auto fetch = [&](std::uint64_t at, std::uint64_t need) {
+    if (at >= buffer_start && at + need <= buffer_start + buffer_len) return true;
     const std::size_t want = static_cast<std::size_t>(
-        std::min<std::uint64_t>(size - off, std::max<std::uint64_t>(kReadChunkBytes, need)));
+        std::min<std::uint64_t>(size - at, std::max<std::uint64_t>(kReadChunkBytes, need)));
     if (buffer.size() < want) buffer.resize(want);
-    const ssize_t got = read_at(fd, buffer.data(), want, off);
+    const ssize_t got = read_at(fd, buffer.data(), want, at);
     if (got < 0) {
       result.error = errno;
       return false;
     }
-    buffer_start = off;
+    buffer_start = at;
     buffer_len = static_cast<std::size_t>(got);
     return need <= buffer_len;
   };
-  while (off < size) {
-    if (size - off < kHeaderBytes || !fetch(kHeaderBytes)) break;
-    const unsigned char* h = buffer.data() + (off - buffer_start);
+  // The length of the valid record at `at`, or nothing.
+  auto record_at = [&](std::uint64_t at) -> std::optional<std::uint32_t> {
+    if (size - at < kHeaderBytes || !fetch(at, kHeaderBytes)) return std::nullopt;
+    const unsigned char* h = buffer.data() + (at - buffer_start);
     const std::uint32_t length = load_le32(h + 4);
     if (std::memcmp(h, kMagic.data(), kMagic.size()) != 0 || length > kMaxRecordBytes ||
-        length > size - off - kHeaderBytes || !fetch(kHeaderBytes + length)) {
-      break;
+        length > size - at - kHeaderBytes || !fetch(at, kHeaderBytes + length)) {
+      return std::nullopt;
     }
-    h = buffer.data() + (off - buffer_start);
-    if (crc32c(h + kHeaderBytes, length) != load_le32(h + 8)) break;
-    off += kHeaderBytes + length;
-    ++result.records;
+    h = buffer.data() + (at - buffer_start);
+    if (crc32c(h + kHeaderBytes, length) != load_le32(h + 8)) return std::nullopt;
+    return length;
+  };
+  std::uint64_t off = start;
+  while (off < size && result.error == 0) {
+    if (const auto length = record_at(off)) {
+      off += kHeaderBytes + *length;
+      result.end = off;
+      ++result.records;
+      continue;
+    }
+    if (result.error != 0) break;
+    // Damage at `off`: every record header in the stretch up to the next
+    // valid record counts as one lost (at least one: the one hit).
+    result.corrupt = true;
+    std::uint64_t lost = 0;
+    std::uint64_t next = off + 1;
+    for (; next + kHeaderBytes <= size && result.error == 0; ++next) {
+      if (!fetch(next - 1, 1 + kMagic.size())) break;
+      const unsigned char* at = buffer.data() + (next - 1 - buffer_start);
+      if (at[0] == kMagic[0] && std::memcmp(at, kMagic.data(), kMagic.size()) == 0) ++lost;
+      if (at[1] != kMagic[0] || std::memcmp(at + 1, kMagic.data(), kMagic.size()) != 0) continue;
+      if (record_at(next)) break;
+    }
+    result.lost += std::max<std::uint64_t>(lost, 1);
+    if (next + kHeaderBytes > size || result.error != 0) break;  // a torn or damaged tail
+    result.holes.push_back({off, next});
+    off = next;
   }
-  result.end = off;
-  result.corrupt = off < size && result.error == 0;
   return result;
 }
 
@@ -233,6 +268,7 @@ struct Spool::State {
     std::uint64_t end = 0;         // the reader reads up to here
     std::uint64_t file_bytes = 0;  // on disk, counted in bytes; final once sealed
     bool sealed = false;           // no longer written
+    std::vector<Hole> holes;       // damaged stretches found at open, jumped over
   };
 
   SpoolOptions options;
@@ -306,7 +342,7 @@ struct Spool::State {
     written = 0;
     {
       const std::lock_guard lock(mu);
-      segments.push_back(Segment{number, 0, 0, false});
+      segments.push_back(Segment{number, 0, 0, false, {}});
     }
     readable.notify_one();
     return true;
@@ -403,7 +439,7 @@ struct Spool::State {
   // Under mu: moves the read position onto a segment that has something to
   // read, past finished and deleted ones, and says where its records end;
   // false when there is nothing to read yet.
-  bool readable_end(std::uint64_t& end) {
+  bool readable_end(std::uint64_t& end, std::vector<Hole>& holes) {
     for (;;) {
       auto it = std::lower_bound(
           segments.begin(), segments.end(), read_position.segment,
@@ -412,6 +448,7 @@ struct Spool::State {
       if (it->number != read_position.segment) read_position = {it->number, 0};
       if (read_position.offset < it->end) {
         end = it->end;
+        holes = it->holes;
         return true;
       }
       if (!it->sealed || std::next(it) == segments.end()) return false;
@@ -454,9 +491,16 @@ struct Spool::State {
 
   // Copies records of the read segment below `end` into out[n...]; a
   // damaged record (or one that cannot be read) ends the segment for good.
-  void read_segment(std::uint64_t end, std::size_t limit, std::vector<SpooledRecord>& out,
-                    std::size_t& n) {
+  void read_segment(std::uint64_t end, const std::vector<Hole>& holes, std::size_t limit,
+                    std::vector<SpooledRecord>& out, std::size_t& n) {
     while (n < limit && read_position.offset < end) {
+      // A stretch found damaged at open: its records were counted lost.
+      const auto hole = std::find_if(holes.begin(), holes.end(),
+                                     [&](const Hole& h) { return h.from == read_position.offset; });
+      if (hole != holes.end()) {
+        read_position.offset = hole->to;
+        continue;
+      }
       const std::uint64_t off = read_position.offset;
       const unsigned char* h = nullptr;
       std::uint32_t length = 0;
@@ -500,13 +544,14 @@ struct Spool::State {
       const auto deadline = std::chrono::steady_clock::now() + wait;
       while (n < limit || limit == 0) {
         std::uint64_t end = 0;
+        std::vector<Hole> holes;
         {
           std::unique_lock lock(mu);
-          bool have = limit > 0 && readable_end(end);
+          bool have = limit > 0 && readable_end(end, holes);
           if (!have) {
             if (n > 0) break;
-            have = readable.wait_until(lock, deadline,
-                                       [&] { return wake || (limit > 0 && readable_end(end)); });
+            have = readable.wait_until(
+                lock, deadline, [&] { return wake || (limit > 0 && readable_end(end, holes)); });
             if (wake) {
               wake = false;
               break;
@@ -514,7 +559,7 @@ struct Spool::State {
             if (!have) break;
           }
         }
-        read_segment(end, limit, out, n);
+        read_segment(end, holes, limit, out, n);
       }
     } catch (const std::exception& e) {
       set_error(std::string("spool: reading: ") + e.what());
@@ -674,10 +719,10 @@ struct Spool::State {
           scan_segment(fd, number == ack.segment ? ack.offset : 0, size, scratch);
       ::close(fd);
       if (scan.error != 0) return system_error_text("spool: cannot read", file, scan.error);
-      if (scan.corrupt) corrupt_skipped.fetch_add(1, std::memory_order_relaxed);
+      corrupt_skipped.fetch_add(scan.lost, std::memory_order_relaxed);
       backlog.fetch_add(scan.records, std::memory_order_relaxed);
       bytes.fetch_add(size, std::memory_order_relaxed);
-      segments.push_back(Segment{number, scan.end, size, true});
+      segments.push_back(Segment{number, scan.end, size, true, scan.holes});
     }
     delete_segments(acknowledged_before);
 

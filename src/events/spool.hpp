@@ -59,8 +59,9 @@ struct SpoolCounts {
   std::uint64_t appended = 0;      // records stored by append()
   std::uint64_t refused_full = 0;  // append() said full
   std::uint64_t acknowledged = 0;  // records passed by acknowledge()
-  // Segment tails skipped for a bad checksum, magic or length, or a torn
-  // record: at open, or met later while reading (one per segment).
+  // Records skipped for a bad checksum, magic or length, or torn: at open,
+  // one per record header seen in a damaged stretch (at least one per
+  // stretch); met later while reading, one for the rest of that segment.
   std::uint64_t corrupt_skipped = 0;
   std::uint64_t bytes = 0;     // on disk now (gauge)
   std::uint64_t segments = 0;  // on disk now (gauge)
@@ -72,10 +73,9 @@ struct SpoolCounts {
 class Spool {
  public:
   // Opens or creates the spool in options.dir. Records left by an earlier
-  // run (not acknowledged) are read first; a record whose checksum or
-  // length is wrong ends its segment there (counted in corrupt_skipped),
-  // reading goes on with the next segment. Error text names the path and
-  // the system's reason.
+  // run (not acknowledged) are read first; a damaged stretch is jumped to
+  // the next record whose header and checksum hold (its records counted in
+  // corrupt_skipped). Error text names the path and the system's reason.
   static std::variant<std::unique_ptr<Spool>, std::string> open(const SpoolOptions& options);
   ~Spool();
   Spool(const Spool&) = delete;
