@@ -32,6 +32,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -296,6 +297,19 @@ struct Spool::State {
   bool unsynced = false;
   std::chrono::steady_clock::time_point last_sync;
 
+  // The syncer thread: fdatasync takes tens of milliseconds under a steady
+  // stream of writes, and the writer must not wait for it (the event queue
+  // behind it would fill and drop). It syncs its own duplicates of the
+  // segments' descriptors, so the writer closes and rolls freely.
+  std::mutex sync_mu;
+  std::condition_variable sync_wake;
+  int sync_fd = -1;               // the segment being written, the syncer's copy
+  std::vector<int> sync_closing;  // sealed segments: synced once more, then closed
+  bool sync_dir = false;          // a segment was created: the directory too
+  bool sync_stop = false;
+  std::atomic<bool> dirty{false};  // written since the syncer last synced
+  std::thread syncer;
+
   // The reader's own.
   int read_fd = -1;
   std::uint64_t read_fd_segment = 0;
@@ -309,6 +323,7 @@ struct Spool::State {
   std::chrono::steady_clock::time_point last_ack_write;
 
   ~State() {
+    stop_syncer();
     close_fd(write_fd);
     close_fd(read_fd);
     close_fd(dir_fd);
@@ -332,14 +347,18 @@ struct Spool::State {
       set_error(system_error_text("spool: cannot create", file, errno));
       return false;
     }
-    // The new name must survive a crash of the machine with the records
-    // that will be synced into it.
-    if (::fsync(dir_fd) != 0) {
-      set_error(system_error_text("spool: cannot sync directory", options.dir, errno));
-    }
     write_fd = fd;
     write_segment = number;
     written = 0;
+    {
+      // The new name must survive a crash of the machine with the records
+      // that will be synced into it: the syncer syncs the directory too.
+      const int copy = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
+      const std::lock_guard lock(sync_mu);
+      if (sync_fd >= 0) sync_closing.push_back(sync_fd);
+      sync_fd = copy;
+      sync_dir = true;
+    }
     {
       const std::lock_guard lock(mu);
       segments.push_back(Segment{number, 0, 0, false, {}});
@@ -348,6 +367,7 @@ struct Spool::State {
     return true;
   }
 
+  // The writer's own sync, for fsync_interval 0 and at close.
   bool sync_segment() {
     if (!unsynced) return true;
     if (::fdatasync(write_fd) != 0) {
@@ -357,6 +377,49 @@ struct Spool::State {
     unsynced = false;
     last_sync = std::chrono::steady_clock::now();
     return true;
+  }
+
+  void run_syncer() {
+    std::unique_lock lock(sync_mu);
+    while (!sync_stop) {
+      sync_wake.wait_for(lock, options.fsync_interval, [this] { return sync_stop; });
+      const int fd = sync_fd;
+      std::vector<int> closing = std::move(sync_closing);
+      sync_closing.clear();
+      const bool directory = std::exchange(sync_dir, false);
+      lock.unlock();
+      // Only this thread closes these descriptors: none goes away under it.
+      for (const int sealed : closing) {
+        if (::fdatasync(sealed) != 0) {
+          set_error(system_error_text("spool: cannot sync a segment in", options.dir, errno));
+        }
+        ::close(sealed);
+      }
+      if (directory && ::fsync(dir_fd) != 0) {
+        set_error(system_error_text("spool: cannot sync directory", options.dir, errno));
+      }
+      if (fd >= 0 && dirty.exchange(false) && ::fdatasync(fd) != 0) {
+        set_error(
+            system_error_text("spool: cannot sync", path(segment_name(write_segment)), errno));
+      }
+      lock.lock();
+    }
+  }
+
+  void stop_syncer() {
+    {
+      const std::lock_guard lock(sync_mu);
+      sync_stop = true;
+    }
+    sync_wake.notify_all();
+    if (syncer.joinable()) syncer.join();
+    const std::lock_guard lock(sync_mu);
+    for (const int sealed : sync_closing) {
+      (void)::fdatasync(sealed);
+      ::close(sealed);
+    }
+    sync_closing.clear();
+    close_fd(sync_fd);
   }
 
   // Writes the buffer at the end of the segment and lets the reader see it.
@@ -374,6 +437,7 @@ struct Spool::State {
     written += buffer.size();
     buffer.clear();
     unsynced = true;
+    dirty.store(true, std::memory_order_relaxed);
     {
       const std::lock_guard lock(mu);
       segments.back().end = written;
@@ -383,9 +447,11 @@ struct Spool::State {
     return true;
   }
 
-  // Seals the segment being written and starts the next one.
+  // Seals the segment being written and starts the next one. The syncer
+  // syncs the sealed one (through its own copy of the descriptor).
   bool roll() {
-    if (!write_buffer() || !sync_segment()) return false;
+    if (!write_buffer()) return false;
+    if (options.fsync_interval.count() == 0 && !sync_segment()) return false;
     close_fd(write_fd);
     {
       const std::lock_guard lock(mu);
@@ -428,9 +494,8 @@ struct Spool::State {
   bool flush() {
     if (write_fd < 0 && !buffer.empty()) return false;
     if (!write_buffer()) return false;
-    if (unsynced && std::chrono::steady_clock::now() - last_sync >= options.fsync_interval) {
-      return sync_segment();
-    }
+    // With an interval, syncing is the syncer's; without, each flush syncs.
+    if (options.fsync_interval.count() == 0) return sync_segment();
     return true;
   }
 
@@ -733,6 +798,7 @@ struct Spool::State {
     }
     last_sync = std::chrono::steady_clock::now();
     buffer.reserve(kWriteBufferBytes);
+    if (options.fsync_interval.count() > 0) syncer = std::thread([this] { run_syncer(); });
 
     // The saved position may name a segment deleted since: start at the
     // first one after it.
@@ -744,6 +810,7 @@ struct Spool::State {
   }
 
   void close() {
+    stop_syncer();
     if (write_fd >= 0) {
       (void)write_buffer();
       (void)sync_segment();
