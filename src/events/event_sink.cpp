@@ -367,10 +367,11 @@ void CloudEventSink::State::run_writer() noexcept {
     }
 
     if (delivering) {
-      // The spool: never a torn line, its drops are its own to count.
-      in_output.store(true, std::memory_order_relaxed);
+      // The spool: never a torn line, its drops are its own to count. Not
+      // "in output": storing is CPU work (checksums, copies, page-cache
+      // writes; the disk syncs on a thread of its own), so a loop that
+      // outruns it waits for it rather than drop events.
       store_lines(lines, first, line_slots);
-      in_output.store(false, std::memory_order_relaxed);
       release_slots(taken);
       written.fetch_add(line_count, std::memory_order_relaxed);
       continue;
