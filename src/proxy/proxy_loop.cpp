@@ -394,7 +394,13 @@ DnsProxyStats ProxyLoop::run(const std::atomic<bool>& shutdown) {
   watch(udp_listener_, Source::udp_listener);
   watch(tcp_listener_, Source::tcp_listener);
   for (std::size_t i = 0; i < resolvers_.size(); ++i) sync_interest(i);
-  if (hooks_.metrics != nullptr) hooks_.metrics->set_listening(true);
+  if (hooks_.metrics != nullptr) {
+    // Healthy from the loop's start: the first turn may answer a query
+    // before it publishes (at its end), and a probe must not see a proxy
+    // that answers as one that never turned.
+    hooks_.metrics->turned(now().steady);
+    hooks_.metrics->set_listening(true);
+  }
 
   SteadyTime drain_until{};
   SteadyTime next_sweep = now().steady + kTcpSweep;
