@@ -102,7 +102,7 @@ class MetricsBoard {
   std::vector<const ResolverMetrics*> resolvers() const;
   std::string policy_version() const;
   std::uint64_t reloads_applied() const noexcept {
-    return reloads_applied_.load(std::memory_order_relaxed);
+    return reloads_applied_.load(std::memory_order_acquire);
   }
   std::uint64_t reloads_refused() const noexcept {
     return reloads_refused_.load(std::memory_order_relaxed);

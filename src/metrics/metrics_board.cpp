@@ -95,10 +95,13 @@ std::vector<const ResolverMetrics*> MetricsBoard::resolvers() const {
   return out;
 }
 
+// The version first: a scrape that sees the count see the version with it.
 void MetricsBoard::reload_applied(std::string_view policy_version) {
-  reloads_applied_.fetch_add(1, kRelaxed);
-  const std::lock_guard lock(names_);
-  policy_version_ = policy_version;
+  {
+    const std::lock_guard lock(names_);
+    policy_version_ = policy_version;
+  }
+  reloads_applied_.fetch_add(1, std::memory_order_release);
 }
 
 void MetricsBoard::set_policy_version(std::string_view policy_version) {

@@ -495,14 +495,15 @@ void ProxyLoop::publish_metrics(const Clock& now) {
     counters.unsolicited_upstream += transport.unsolicited;
     counters.upstream_tcp_connects += transport.connects;
     if (const std::size_t position = position_of(slot); position != kNoResolver) {
-      resolver.metrics->up.store(resolver_set_.is_up(position), std::memory_order_relaxed);
-      // Cumulative over reloads, which start a fresh ResolverSet.
+      // Cumulative over reloads, which start a fresh ResolverSet. Before
+      // `up`: a scrape that sees a resolver down sees it counted.
       const std::uint64_t downs = resolver_set_.times_down(position);
       if (downs > resolver.downs_published) {
         resolver.metrics->times_down.fetch_add(downs - resolver.downs_published,
                                                std::memory_order_relaxed);
         resolver.downs_published = downs;
       }
+      resolver.metrics->up.store(resolver_set_.is_up(position), std::memory_order_release);
     }
   }
   counters.unsolicited_upstream += reaped_.unsolicited;
