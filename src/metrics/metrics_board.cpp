@@ -53,7 +53,9 @@ void MetricsBoard::turned(std::chrono::steady_clock::time_point now) noexcept {
       kRelaxed);
 }
 
-void MetricsBoard::set_listening(bool listening) noexcept { listening_.store(listening, kRelaxed); }
+void MetricsBoard::set_listening(bool listening) noexcept {
+  listening_.store(listening, kRelaxed);
+}
 
 bool MetricsBoard::healthy(std::chrono::steady_clock::time_point now) const noexcept {
   const std::int64_t last = last_turn_ns_.load(kRelaxed);
