@@ -32,6 +32,8 @@ packages=(
   # event delivery (DESIGN §11): the NATS C client and a JetStream server for
   # the tests, libcurl (GnuTLS flavour, like the rest) for the HTTP sink
   libnats-dev nats-server libcurl4-gnutls-dev
+  # the io_uring I/O backend (docs/performance.md)
+  liburing-dev
   nodejs npm
   # DoT/DoH/DoQ test peers: certtool for test certificates, Unbound and dnsdist
   # serve DoT and DoH, python3-h2 scripts faulty HTTP/2 servers, and Go with

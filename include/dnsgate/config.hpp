@@ -103,6 +103,14 @@ struct TcpLimits {
 inline constexpr std::size_t kMaxInflightLimit = 65535;  // one 16-bit id space per upstream socket
 inline constexpr std::chrono::milliseconds kMaxUpstreamTimeout{60000};
 
+// How the loop does its UDP I/O (docs/performance.md, "The io_uring
+// backend"): io_uring where the kernel allows it, else epoll (automatic);
+// or one of them by name, where `uring` fails the start if it cannot run.
+enum class IoBackend : std::uint8_t { automatic, epoll, uring };
+std::string_view io_backend_name(IoBackend backend) noexcept;
+// "auto", "epoll", "uring"; nullopt for anything else.
+std::optional<IoBackend> parse_io_backend(std::string_view text) noexcept;
+
 // Options with defaults: a caller sets only what it needs.
 struct DnsProxyConfig {
   std::string cell = "default";
@@ -123,6 +131,7 @@ struct DnsProxyConfig {
   TcpLimits tcp;
   DnssecConfig dnssec;
   MetricsConfig metrics;
+  IoBackend io = IoBackend::automatic;
   // For `dnsgate supervise` (DESIGN.md §10, docs/running.md): the cell's
   // network namespace, a name under /run/netns/ or a path; empty: none
   // (`dnsgate run` refuses a config that names one). The user the proxy

@@ -5,7 +5,9 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "dnsgate/config.hpp"
@@ -101,7 +103,22 @@ class ConfigMailbox {
 struct ProxyHooks {
   MetricsBoard* metrics = nullptr;   // figures for /metrics, /healthz, /readyz
   ConfigMailbox* reloads = nullptr;  // configs to swap in (SIGHUP)
+  // Told once, as the loop starts, which I/O backend runs (config `io`) and,
+  // when `auto` fell back to epoll, why.
+  void (*io_chosen)(IoBackend backend, std::string_view why) = nullptr;
+  // Takes the place of the config's `io` (DNSGATE_IO in the environment);
+  // a reload compares the files' values, not this.
+  std::optional<IoBackend> io;
+  // The process runs under the seccomp allow-list, which has no
+  // io_uring_setup: `io: auto` means epoll.
+  bool under_seccomp = false;
+  // An eventfd made readable whenever `shutdown` is set: the loop then no
+  // longer looks at the flag every 50 ms, and an idle proxy sleeps. -1: none.
+  int wake_fd = -1;
 };
+
+// Why this process cannot run the io_uring backend, or empty when it can.
+std::string io_uring_unavailable();
 
 // Runs UDP and TCP listeners in one loop on the calling thread until
 // `shutdown` is set; the same rules, the same events. Over a do53-udp

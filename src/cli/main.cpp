@@ -3,10 +3,13 @@
 #include <signal.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <atomic>
 #include <cerrno>
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <exception>
@@ -40,14 +43,27 @@ constexpr int kExitBadUsage = 2;
 std::atomic<bool> stop_requested{false};
 static_assert(std::atomic<bool>::is_always_lock_free);
 
+// Readable once a stop is requested, so the loop stops waiting at once
+// rather than at its next periodic look at the flag.
+int stop_wake_fd = -1;
+
 extern "C" void request_stop(int /*signal*/) {
   stop_requested.store(true);
+  if (stop_wake_fd >= 0) {
+    const std::uint64_t one = 1;
+    (void)!write(stop_wake_fd, &one, sizeof one);
+  }
 }
 
 // No SA_RESTART, so a blocking call in progress returns with EINTR and the
 // loop sees the flag at once. SA_RESETHAND makes a second identical signal
 // fatal: an operator who presses Ctrl-C twice means it.
 bool install_stop_handlers(std::string& error) {
+  stop_wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (stop_wake_fd < 0) {
+    error = std::string("eventfd: ") + std::strerror(errno);
+    return false;
+  }
   struct sigaction action {};
   action.sa_handler = request_stop;
   sigemptyset(&action.sa_mask);
@@ -170,7 +186,29 @@ int run_command(const std::string& config_path, bool seccomp) {
                  config_path.c_str());
     return kExitBadUsage;
   }
+  // DNSGATE_IO tries a backend without editing the file (docs/running.md).
+  std::optional<dnsgate::IoBackend> io_override;
+  if (const char* forced = std::getenv("DNSGATE_IO"); forced != nullptr && *forced != '\0') {
+    io_override = dnsgate::parse_io_backend(forced);
+    if (!io_override) {
+      std::fprintf(stderr, "dnsgate: DNSGATE_IO=%s: valid: auto, epoll, uring\n", forced);
+      return kExitBadUsage;
+    }
+  }
+  const dnsgate::IoBackend io = io_override.value_or(config.io);
+  if (seccomp && io == dnsgate::IoBackend::uring) {
+    std::fprintf(stderr,
+                 "dnsgate: %s: io: uring is not supported with --seccomp; use auto or epoll\n",
+                 config_path.c_str());
+    return kExitBadUsage;
+  }
   set_up_logging();
+  if (io == dnsgate::IoBackend::uring && !seccomp) {
+    if (const std::string why = dnsgate::io_uring_unavailable(); !why.empty()) {
+      spdlog::error("io: uring: {}", why);
+      return kExitRuntimeFailure;
+    }
+  }
 
   // Installed before the sockets are opened so that a stop requested during
   // start-up still ends in a clean exit with stats.
@@ -285,9 +323,10 @@ int run_command(const std::string& config_path, bool seccomp) {
 
   // Ready: the listeners accept, the sink is open, the loop starts next.
   notifier.ready(fmt::format("serving cell {} on {}", config.cell, listening));
-  const dnsgate::DnsProxyStats stats =
-      dnsgate::run_proxy(config, {udp_listener.get(), tcp_listener.get(), udp_upstream.get()},
-                         *sink, stop_requested, {metrics ? &board : nullptr, &reloads});
+  const dnsgate::DnsProxyStats stats = dnsgate::run_proxy(
+      config, {udp_listener.get(), tcp_listener.get(), udp_upstream.get()}, *sink, stop_requested,
+      {metrics ? &board : nullptr, &reloads, dnsgate::cli::log_io_backend, io_override, seccomp,
+       stop_wake_fd});
   notifier.stopping();  // sent already if a signal stopped the loop
   dnsgate::cli::report_stop(*sink, stats);
   return kExitOk;
@@ -362,7 +401,7 @@ int dnsgate_main(int argc, char** argv) {
         std::fprintf(stderr, "dnsgate: cannot install signal handlers: %s\n", error.c_str());
         return kExitRuntimeFailure;
       }
-      return dnsgate::cli::cell_command(cell_name, cell_fds, stop_requested);
+      return dnsgate::cli::cell_command(cell_name, cell_fds, stop_requested, stop_wake_fd);
     }
     if (version->parsed()) {
       std::printf("dnsgate %s\n", DNSGATE_VERSION);

@@ -62,7 +62,7 @@ int supervise_command(const std::string& cells_dir, const std::string& binary) {
 }
 
 int cell_command(const std::string& name, const spawn::CellDescriptors& fds,
-                 const std::atomic<bool>& stop_requested) {
+                 const std::atomic<bool>& stop_requested, int stop_wake_fd) {
   auto logger = spdlog::stderr_color_mt("dnsgate");
   logger->set_pattern("%Y-%m-%dT%H:%M:%S.%e%z dnsgate %l: %v");
   spdlog::set_default_logger(std::move(logger));
@@ -114,10 +114,22 @@ int cell_command(const std::string& name, const spawn::CellDescriptors& fds,
     (void)!write(fds.ready, &byte, 1);
     close(fds.ready);
   }
+  ProxyHooks hooks;
+  hooks.io_chosen = log_io_backend;
+  hooks.under_seccomp = true;
+  hooks.wake_fd = stop_wake_fd;
   const DnsProxyStats stats =
-      run_proxy(config, {fds.udp, fds.tcp, udp_upstream.get()}, *sink, stop_requested);
+      run_proxy(config, {fds.udp, fds.tcp, udp_upstream.get()}, *sink, stop_requested, hooks);
   report_stop(*sink, stats);
   return kExitOk;
+}
+
+void log_io_backend(IoBackend backend, std::string_view why) {
+  if (why.empty()) {
+    spdlog::info("io: {}", io_backend_name(backend));
+  } else {
+    spdlog::info("io: {} ({})", io_backend_name(backend), why);
+  }
 }
 
 void report_stop(CloudEventSink& sink, const DnsProxyStats& stats) {

@@ -173,6 +173,13 @@ std::vector<int> read_dns_authority(const Field& authority, DnsProxyConfig& conf
   return address_lines;
 }
 
+IoBackend read_io_backend(const Field& field) {
+  const std::string text = read_string(field.value, field.path, field.line);
+  if (const auto backend = parse_io_backend(text)) return *backend;
+  reject(field.path, field.line,
+         fmt::format("unknown I/O backend \"{}\"; valid: auto, epoll, uring", text));
+}
+
 Rcode read_deny_rcode(const Field& field) {
   const std::string text = lower_ascii(read_string(field.value, field.path, field.line));
   if (text == "refused") return Rcode::refused;
@@ -184,10 +191,10 @@ Rcode read_deny_rcode(const Field& field) {
 DnsProxyConfig read_config(const YAML::Node& root) {
   DnsProxyConfig config;
   const int root_line = line_of(root);
-  const auto fields =
-      read_map(root, "", root_line,
-               {"cell", "listen", "dnsAuthority", "resolverPolicy", "upstreamTimeoutMs",
-                "maxInflight", "denyRcode", "tcp", "events", "dnssec", "metrics", "netns", "user"});
+  const auto fields = read_map(
+      root, "", root_line,
+      {"cell", "listen", "dnsAuthority", "resolverPolicy", "upstreamTimeoutMs", "maxInflight",
+       "denyRcode", "tcp", "events", "dnssec", "metrics", "io", "netns", "user"});
   std::vector<int> address_lines;
   for (const Field& field : fields) {
     if (field.key == "cell") {
@@ -212,6 +219,8 @@ DnsProxyConfig read_config(const YAML::Node& root) {
       read_dnssec(field, config);
     } else if (field.key == "metrics") {
       read_metrics(field, config);
+    } else if (field.key == "io") {
+      config.io = read_io_backend(field);
     } else if (field.key == "netns") {
       config.netns = read_netns(field);
     } else if (field.key == "user") {
@@ -398,6 +407,25 @@ std::string format_policy_version(std::uint64_t version) {
   return fmt::format("{:012x}", version & 0xFFFFFFFFFFFFULL);
 }
 
+std::optional<IoBackend> parse_io_backend(std::string_view text) noexcept {
+  if (text == "auto") return IoBackend::automatic;
+  if (text == "epoll") return IoBackend::epoll;
+  if (text == "uring") return IoBackend::uring;
+  return std::nullopt;
+}
+
+std::string_view io_backend_name(IoBackend backend) noexcept {
+  switch (backend) {
+    case IoBackend::epoll:
+      return "epoll";
+    case IoBackend::uring:
+      return "uring";
+    case IoBackend::automatic:
+      break;
+  }
+  return "auto";
+}
+
 std::string summarize(const DnsProxyConfig& config) {
   std::string allowlist;
   if (config.hostname_allowlist.empty()) {
@@ -430,10 +458,10 @@ std::string summarize(const DnsProxyConfig& config) {
   return fmt::format(
              "config ok: cell {}, listen {}, upstream {}, {}, upstreamTimeoutMs {}, maxInflight "
              "{}, "
-             "denyRcode {}, events {}, {}",
+             "denyRcode {}, events {}, {}, io {}",
              config.cell, listen, upstream, allowlist, config.upstream_timeout.count(),
              config.max_inflight, rcode_name(config.deny_rcode), events,
-             describe_dnssec(config.dnssec)) +
+             describe_dnssec(config.dnssec), io_backend_name(config.io)) +
          (config.netns.empty() ? std::string()
                                : fmt::format(", netns {}, user {}", config.netns, config.user));
 }

@@ -42,6 +42,7 @@ std::string restart_only_change(const DnsProxyConfig& running, const DnsProxyCon
     return "dnssec";
   }
   if (running.metrics.listen != next.metrics.listen) return "metrics";
+  if (running.io != next.io) return "io";
   if (running.netns != next.netns) return "netns";
   if (running.user != next.user) return "user";
   return {};

@@ -9,6 +9,8 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <cstring>
+#include <utility>
 
 #include "dns/wire.hpp"
 #include "dnsgate/response.hpp"
@@ -19,8 +21,11 @@ namespace {
 
 using std::chrono::milliseconds;
 
-constexpr std::size_t kReadsPerWake = 8;       // batches per socket before looking elsewhere
-constexpr milliseconds kShutdownPoll{50};      // how soon `shutdown` is noticed
+constexpr std::size_t kReadsPerWake = 8;   // batches per socket before looking elsewhere
+constexpr milliseconds kShutdownPoll{50};  // how soon `shutdown` is noticed without a wake fd
+// With a wake fd, the flag needs no polling; the loop still turns this
+// often so that /healthz (a turn within the last second) holds while idle.
+constexpr milliseconds kIdleTurn{400};
 constexpr milliseconds kShutdownGrace{200};    // answers still relayed after shutdown
 constexpr milliseconds kTcpSweep{100};         // how often TCP idle/frame deadlines are checked
 constexpr milliseconds kEventBacklogWait{5};   // the longest one turn waits for the event writer
@@ -58,6 +63,7 @@ ProxyLoop::ProxyLoop(const DnsProxyConfig& config, const ProxySockets& sockets,
       epoll_(epoll_create1(EPOLL_CLOEXEC)) {
   if (udp_listener_ >= 0) set_nonblocking(udp_listener_);
   if (tcp_listener_ >= 0) set_nonblocking(tcp_listener_);
+  choose_io_backend();
   open_resolvers(sockets);
   open_validator();
   if (hooks_.metrics != nullptr) {
@@ -107,6 +113,13 @@ void ProxyLoop::flush_sends(const Clock& now) {
 }
 
 bool ProxyLoop::deliver(const ClientRef& client, std::span<const std::uint8_t> answer) {
+  if (client.transport == Transport::udp && ring_) {
+    if (!ring_->send(listener_handle_, udp_listener_, client.peer->get(), client.peer->length,
+                     answer, 0)) {
+      send_to_client_now(*client.peer, answer);
+    }
+    return true;
+  }
   if (client.transport == Transport::udp) {
     if (to_clients_.full()) flush_to_clients();
     if (!to_clients_.add(client.peer->get(), client.peer->length, answer, 0)) {
@@ -131,6 +144,37 @@ void ProxyLoop::answer_locally(const QueryEcho& echo, const ClientRef& client, R
 
 bool ProxyLoop::handle_query(std::span<std::uint8_t> packet, const ClientRef& client,
                              const Clock& now) {
+  return decide(packet, parse_query(packet), client, now, nullptr);
+}
+
+// Parses a whole receive batch, then matches its names against the policy
+// in one call, whose cache misses overlap on a large allowlist, then
+// decides each query in the order it came.
+void ProxyLoop::handle_datagrams(std::span<const WorkloadDatagram> batch, const Clock& now) {
+  std::size_t named = 0;
+  for (std::size_t i = 0; i < batch.size(); ++i) {
+    parsed_[i].emplace(parse_query(batch[i].packet));
+    batch_verdict_[i] = UINT8_MAX;
+    const auto& parsed = *parsed_[i];
+    if (parsed.ok() && parsed.value().header.opcode() == kOpcodeQuery) {
+      batch_verdict_[i] = static_cast<std::uint8_t>(named);
+      batch_names_[named++] = &parsed.value().question.name;
+    }
+  }
+  if (named > 0) {
+    config_->allowlist.allows_batch({batch_names_.data(), named}, {batch_allowed_.data(), named});
+  }
+  for (std::size_t i = 0; i < batch.size(); ++i) {
+    const bool* allowed =
+        batch_verdict_[i] == UINT8_MAX ? nullptr : &batch_allowed_[batch_verdict_[i]];
+    decide(batch[i].packet, *parsed_[i], ClientRef{Transport::udp, batch[i].peer}, now, allowed);
+  }
+}
+
+// `allowed`: the policy's verdict on the query's name when the caller had
+// the whole batch matched already; null to match it here.
+bool ProxyLoop::decide(std::span<std::uint8_t> packet, const ParseResult<ParsedQuery>& parsed,
+                       const ClientRef& client, const Clock& now, const bool* allowed) {
   ++stats_.received;
   QueryRecord record;
   record.received_at = now.wall;
@@ -143,7 +187,6 @@ bool ProxyLoop::handle_query(std::span<std::uint8_t> packet, const ClientRef& cl
     record.transaction_id = read_u16(packet, 0);
   }
 
-  const auto parsed = parse_query(packet);
   if (!parsed.ok()) {
     ++stats_.malformed;
     record.action = QueryAction::drop;
@@ -177,7 +220,7 @@ bool ProxyLoop::handle_query(std::span<std::uint8_t> packet, const ClientRef& cl
                 ExtendedError::none);
     return true;
   }
-  if (!config_->allowlist.allows(query.question.name)) {
+  if (!(allowed != nullptr ? *allowed : config_->allowlist.allows(query.question.name))) {
     ++stats_.refused;
     answer_here(QueryAction::refuse, ReasonCode::not_allowlisted, config_->deny_rcode,
                 ExtendedError::blocked);
@@ -335,11 +378,11 @@ void ProxyLoop::release(InflightQuery& query) {
 }
 
 void ProxyLoop::read_datagrams(const Clock& now) {
+  std::array<WorkloadDatagram, DatagramBatch::kBatch> batch{};
   for (std::size_t round = 0; round < kReadsPerWake; ++round) {
     const std::size_t count = batch_.receive(udp_listener_);
-    for (std::size_t i = 0; i < count; ++i) {
-      handle_query(batch_.datagram(i), ClientRef{Transport::udp, &batch_.peer(i)}, now);
-    }
+    for (std::size_t i = 0; i < count; ++i) batch[i] = {batch_.datagram(i), &batch_.peer(i)};
+    handle_datagrams({batch.data(), count}, now);
     flush_sends(now);
     if (count < DatagramBatch::kBatch) return;
   }
@@ -354,13 +397,66 @@ void ProxyLoop::expire(const Clock& now) {
 
 SteadyTime ProxyLoop::next_wake(SteadyTime now, SteadyTime drain_until,
                                 SteadyTime next_sweep) const {
-  SteadyTime wake = now + kShutdownPoll;
+  SteadyTime wake = now + (hooks_.wake_fd >= 0 ? kIdleTurn : kShutdownPoll);
   if (const InflightQuery* oldest = table_.oldest()) {
     wake = std::min(wake, oldest->received + config_->upstream_timeout);
   }
   if (draining_) wake = std::min(wake, drain_until);
   if (open_clients_ > 0 || retired_ > 0) wake = std::min(wake, next_sweep);
   return std::min(wake, next_upstream_timer());
+}
+
+// The backend's wait for the turn: on epoll, epoll_wait; on io_uring, one
+// io_uring_enter that submits the queued sends and waits, then the ring's
+// datagrams, then epoll's events, without waiting, if the ring saw its
+// descriptor readable. Sets turn_clock_; returns how many of `ready` to
+// dispatch.
+int ProxyLoop::wait_for_io(milliseconds timeout, std::span<epoll_event> ready) {
+  const auto max_events = static_cast<int>(ready.size());
+  if (!ring_) {
+    const int count =
+        epoll_wait(epoll_.get(), ready.data(), max_events,
+                   static_cast<int>(std::min<std::int64_t>(timeout.count(), INT32_MAX)));
+    turn_clock_ = now();
+    return std::max(count, 0);
+  }
+  ring_->wait(timeout);
+  turn_clock_ = now();
+  if (!ring_->dispatch(turn_clock_.steady)) return 0;
+  return std::max(epoll_wait(epoll_.get(), ready.data(), max_events, 0), 0);
+}
+
+// The workload's listeners close to new queries: at shutdown, while the
+// answers of those in flight are still relayed.
+void ProxyLoop::stop_listening() {
+  if (ring_ && listener_handle_ != DatagramRing::kNoHandle) {
+    ring_->unwatch(listener_handle_);
+    listener_handle_ = DatagramRing::kNoHandle;
+  } else if (udp_listener_ >= 0) {
+    epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, udp_listener_, nullptr);
+  }
+  if (tcp_listener_ >= 0) epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, tcp_listener_, nullptr);
+  stop_reading_clients();
+}
+
+void ProxyLoop::choose_io_backend() {
+  std::string why;
+  if (hooks_.io.value_or(config_->io) == IoBackend::epoll) {
+    why.clear();
+  } else if (hooks_.under_seccomp) {
+    why = "io_uring is not used under seccomp";
+  } else {
+    ring_ = DatagramRing::open(why);
+  }
+  if (hooks_.io_chosen != nullptr) {
+    hooks_.io_chosen(ring_ ? IoBackend::uring : IoBackend::epoll, why);
+  }
+}
+
+std::string io_uring_unavailable() {
+  std::string why;
+  if (DatagramRing::open(why)) return {};
+  return why;
 }
 
 void ProxyLoop::dispatch(const epoll_event& ready, const Clock& now) {
@@ -379,6 +475,11 @@ void ProxyLoop::dispatch(const epoll_event& ready, const Clock& now) {
     case Source::tcp_client:
       on_client_event(index, ready.events, now);
       break;
+    case Source::wake:
+      // Seen: the flag is read at the top of the turn. Left registered, the
+      // descriptor (never read) would wake every turn until the end.
+      epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, hooks_.wake_fd, nullptr);
+      break;
   }
 }
 
@@ -391,8 +492,14 @@ DnsProxyStats ProxyLoop::run(const std::atomic<bool>& shutdown) {
     event.data.u64 = tag(source);
     epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &event);
   };
-  watch(udp_listener_, Source::udp_listener);
+  if (ring_) {
+    if (udp_listener_ >= 0) listener_handle_ = ring_->watch(udp_listener_, listener_port_);
+    ring_->poll_readable(epoll_.get());
+  } else {
+    watch(udp_listener_, Source::udp_listener);
+  }
   watch(tcp_listener_, Source::tcp_listener);
+  watch(hooks_.wake_fd, Source::wake);
   for (std::size_t i = 0; i < resolvers_.size(); ++i) sync_interest(i);
   if (hooks_.metrics != nullptr) {
     // Healthy from the loop's start: the first turn may answer a query
@@ -410,9 +517,7 @@ DnsProxyStats ProxyLoop::run(const std::atomic<bool>& shutdown) {
     if (!draining_ && shutdown.load(std::memory_order_relaxed)) {
       draining_ = true;
       drain_until = clock.steady + kShutdownGrace;
-      if (udp_listener_ >= 0) epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, udp_listener_, nullptr);
-      if (tcp_listener_ >= 0) epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, tcp_listener_, nullptr);
-      stop_reading_clients();
+      stop_listening();
     }
     if (draining_ && (table_.size() == 0 || clock.steady >= drain_until)) break;
     // Between two turns: what came before ran on the old config, what
@@ -430,12 +535,10 @@ DnsProxyStats ProxyLoop::run(const std::atomic<bool>& shutdown) {
       clock = now();
     }
     // Round up: waking a little late is fine, early would spin.
-    const auto wait = std::chrono::ceil<milliseconds>(wake - clock.steady).count();
-    const int count = epoll_wait(epoll_.get(), ready.data(), static_cast<int>(ready.size()),
-                                 static_cast<int>(std::max<std::int64_t>(wait, 0)));
-    clock = now();
-    turn_clock_ = clock;
-    for (int i = 0; i < std::max(count, 0); ++i) dispatch(ready[i], clock);
+    const auto wait = std::chrono::ceil<milliseconds>(wake - clock.steady);
+    const int count = wait_for_io(std::max(wait, milliseconds{0}), ready);
+    for (int i = 0; i < count; ++i) dispatch(ready[i], turn_clock_);
+    clock = turn_clock_;
     // Deadlines of queries before those of transports: a query whose time
     // is up is a timeout, whatever its connection was doing.
     expire(clock);
@@ -451,6 +554,8 @@ DnsProxyStats ProxyLoop::run(const std::atomic<bool>& shutdown) {
   }
   const Clock end = now();
   while (InflightQuery* left = table_.oldest()) finish(*left, ReasonCode::shutdown, end);
+  // The last turn's answers are still queued in the ring: hand them over.
+  if (ring_) ring_->wait(milliseconds{0});
   close_all_clients();
   collect_upstream_stats();
   if (validator_) stats_.dnssec_key_cache = validator_->cached();
@@ -512,6 +617,30 @@ void ProxyLoop::publish_metrics(const Clock& now) {
   counters.events_dropped += emitter_.dropped_after_accept();
   board->publish(counters);
   board->turned(now.steady);
+}
+
+void ProxyLoop::ListenerPort::on_datagram(std::span<std::uint8_t> payload, const sockaddr* source,
+                                          socklen_t source_length, SteadyTime now) {
+  PeerAddress& peer = peers_[count_];
+  std::memcpy(&peer.storage, source, source_length);
+  peer.length = source_length;
+  gathered_[count_] = {payload, &peer};
+  if (++count_ == gathered_.size()) on_turn_end(now);
+}
+
+void ProxyLoop::ListenerPort::on_turn_end(SteadyTime /*now*/) {
+  if (count_ == 0) return;
+  const std::size_t count = std::exchange(count_, 0);
+  loop_.handle_datagrams({gathered_.data(), count}, loop_.turn_clock_);
+}
+
+// A listener's receive error is the workload's doing (an ICMP error for an
+// answer it did not wait for); the ring arms the receive again.
+void ProxyLoop::ListenerPort::on_receive_error(int /*error*/, SteadyTime /*now*/) {}
+
+void ProxyLoop::ListenerPort::on_send_error(std::uint16_t /*tag*/, int /*error*/,
+                                            SteadyTime /*now*/) {
+  ++loop_.stats_.send_failed;
 }
 
 DnsProxyStats run_proxy(const DnsProxyConfig& config, const ProxySockets& sockets,

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <deque>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <unordered_map>
@@ -23,6 +24,7 @@
 #include "dnssec/validator.hpp"
 #include "net/clock.hpp"
 #include "net/datagram_batch.hpp"
+#include "net/datagram_ring.hpp"
 #include "net/frame_reader.hpp"
 #include "net/peer_address.hpp"
 #include "net/udp_send_batch.hpp"
@@ -35,7 +37,7 @@ namespace dnsgate {
 // What an epoll event is about: the kind in the high half; in the low
 // half a TCP client's connection slot, or a resolver's index and its
 // descriptor slot.
-enum class Source : std::uint32_t { udp_listener = 1, tcp_listener, upstream, tcp_client };
+enum class Source : std::uint32_t { udp_listener = 1, tcp_listener, upstream, tcp_client, wake };
 
 inline std::uint64_t tag(Source source, std::uint32_t index = 0) {
   return std::uint64_t{static_cast<std::uint32_t>(source)} << 32 | index;
@@ -56,6 +58,12 @@ struct TcpClient {
   bool reading = true;        // the loop reads this connection
   std::uint32_t watched = 0;  // the epoll events asked for
   bool open = false;
+};
+
+// A workload's datagram: its octets and who sent it.
+struct WorkloadDatagram {
+  std::span<std::uint8_t> packet;
+  const PeerAddress* peer = nullptr;
 };
 
 // Who asked: where the answer goes.
@@ -98,6 +106,23 @@ class ProxyLoop {
     ProxyLoop& loop_;
     std::uint8_t index_;
   };
+  // The UDP listener on the io_uring backend: the ring hands it datagrams
+  // one by one, it hands them to the loop in batches, as recvmmsg does.
+  class ListenerPort final : public DatagramReceiver {
+   public:
+    explicit ListenerPort(ProxyLoop& loop) : loop_(loop) {}
+    void on_datagram(std::span<std::uint8_t> payload, const sockaddr* source,
+                     socklen_t source_length, SteadyTime now) override;
+    void on_receive_error(int error, SteadyTime now) override;
+    void on_send_error(std::uint16_t tag, int error, SteadyTime now) override;
+    void on_turn_end(SteadyTime now) override;
+
+   private:
+    ProxyLoop& loop_;
+    std::array<WorkloadDatagram, DatagramBatch::kBatch> gathered_{};
+    std::array<PeerAddress, DatagramBatch::kBatch> peers_{};
+    std::size_t count_ = 0;
+  };
   // A slot of resolvers_: the resolvers of the config in force, and those a
   // reload left out, which retire once no query in flight names them.
   // An empty slot has no upstream.
@@ -119,7 +144,13 @@ class ProxyLoop {
 
   // proxy_loop.cpp: the verdict on each query, synthesized answers, events.
   void read_datagrams(const Clock& now);
+  void handle_datagrams(std::span<const WorkloadDatagram> batch, const Clock& now);
   bool handle_query(std::span<std::uint8_t> packet, const ClientRef& client, const Clock& now);
+  bool decide(std::span<std::uint8_t> packet, const ParseResult<ParsedQuery>& parsed,
+              const ClientRef& client, const Clock& now, const bool* allowed);
+  void choose_io_backend();
+  void stop_listening();
+  int wait_for_io(std::chrono::milliseconds timeout, std::span<epoll_event> ready);
   bool deliver(const ClientRef& client, std::span<const std::uint8_t> answer);
   void send_to_client_now(const PeerAddress& peer, std::span<const std::uint8_t> answer);
   void flush_to_clients();
@@ -228,6 +259,16 @@ class ProxyLoop {
   std::vector<std::uint8_t> shaped_;
 
   UniqueFd epoll_;
+  // The io_uring backend (config `io`); null on epoll. Made before the
+  // resolvers, whose do53-udp sockets it carries too.
+  std::unique_ptr<DatagramRing> ring_;
+  ListenerPort listener_port_{*this};
+  DatagramRing::Handle listener_handle_ = DatagramRing::kNoHandle;
+  // One receive batch's parsed queries and verdicts (batched policy).
+  std::array<std::optional<ParseResult<ParsedQuery>>, DatagramBatch::kBatch> parsed_;
+  std::array<const QueryName*, DatagramBatch::kBatch> batch_names_{};
+  std::array<bool, DatagramBatch::kBatch> batch_allowed_{};
+  std::array<std::uint8_t, DatagramBatch::kBatch> batch_verdict_{};
   std::vector<std::unique_ptr<TcpClient>> clients_;
   std::vector<std::uint32_t> free_clients_;
   std::vector<std::uint32_t> resumed_clients_;

@@ -124,7 +124,7 @@ bool ProxyLoop::put_resolvers_in_force(const std::shared_ptr<const DnsProxyConfi
       // Half the query's time for a connection and its handshake: a resolver
       // that stalls there leaves the other half for the next resolver.
       resolver.upstream = make_upstream(wanted[i], i == 0 ? udp_fd : -1,
-                                        config->upstream_timeout / 2, *resolver.port);
+                                        config->upstream_timeout / 2, *resolver.port, ring_.get());
       resolver.registered.assign(resolver.upstream ? resolver.upstream->io_slots() : 0, {});
       resolver.counted = {};
       if (hooks_.metrics != nullptr) {

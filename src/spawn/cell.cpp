@@ -66,6 +66,13 @@ ConfigError unsupported_in_cell(const DnsProxyConfig& config) {
             "nats and http are not supported in a supervised cell yet; use sink: file (the "
             "supervisor recovers its events after a crash) or run the cell with `dnsgate run`"};
   }
+  // The cell's proxy runs under seccomp, whose allow-list has no
+  // io_uring_setup (docs/configuration.md, `io`): `auto` runs epoll there.
+  if (config.io == IoBackend::uring) {
+    return {"io", 0,
+            "uring is not supported in a supervised cell (the proxy runs under seccomp); use "
+            "auto or epoll"};
+  }
   return {};
 }
 

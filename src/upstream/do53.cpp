@@ -21,12 +21,26 @@ UpstreamError error_of_errno(int error) {
 
 }  // namespace
 
-Do53Upstream::Do53Upstream(const ResolverConfig& resolver, int udp_fd, UpstreamListener& listener)
+Do53Upstream::Do53Upstream(const ResolverConfig& resolver, int udp_fd, UpstreamListener& listener,
+                           DatagramRing* ring)
     : address_(resolver.address),
       udp_allowed_(resolver.protocol == UpstreamProtocol::do53_udp),
       listener_(listener),
+      ring_(ring),
       tcp_(resolver.address) {
-  if (udp_allowed_ && udp_fd >= 0) udp_ = std::make_unique<Do53UdpUpstream>(udp_fd, address_);
+  if (udp_allowed_ && udp_fd >= 0) {
+    udp_ = std::make_unique<Do53UdpUpstream>(udp_fd, address_);
+    watch_udp();
+  }
+}
+
+// Before the socket closes: the ring must stop receiving on it first.
+Do53Upstream::~Do53Upstream() {
+  if (ring_ != nullptr) ring_->unwatch(ring_handle_);
+}
+
+void Do53Upstream::watch_udp() {
+  if (ring_ != nullptr) ring_handle_ = ring_->watch(udp_->fd(), *this);
 }
 
 bool Do53Upstream::open_udp() {
@@ -35,6 +49,7 @@ bool Do53Upstream::open_udp() {
   owned_udp_ = open_upstream_udp(address_, ignored);
   if (!owned_udp_.valid()) return false;
   udp_ = std::make_unique<Do53UdpUpstream>(owned_udp_.get(), address_);
+  watch_udp();
   interest_changed_ = true;
   return true;
 }
@@ -48,7 +63,11 @@ UpstreamError Do53Upstream::send(std::span<const std::uint8_t> query, Transport 
     // A full batch is not flushed here: a failed send in it would be
     // reported from inside send(). The loop flushes after every batch of
     // input, so this query just goes out alone.
-    if (!to_resolver_.add(udp_->address(), udp_->address_length(), query, id)) {
+    const bool queued = ring_ != nullptr
+                            ? ring_->send(ring_handle_, udp_->fd(), udp_->address(),
+                                          udp_->address_length(), query, id)
+                            : to_resolver_.add(udp_->address(), udp_->address_length(), query, id);
+    if (!queued) {
       if (const int error = udp_->send(query); error != 0) return error_of_errno(error);
     }
     over_udp_[id] = 1;
@@ -76,15 +95,30 @@ void Do53Upstream::cancel(std::uint16_t upstream_id) noexcept {
 // A query the kernel would not send ends now, as it would have with sendto.
 void Do53Upstream::flush(SteadyTime now) {
   if (to_resolver_.empty()) return;
-  to_resolver_.flush(udp_->fd(), [&](std::uint16_t id, int error) {
-    if (over_udp_[id] == 0) return;
-    over_udp_[id] = 0;
-    listener_.on_failure(id, error_of_errno(error), now);
-  });
+  to_resolver_.flush(udp_->fd(),
+                     [&](std::uint16_t id, int error) { on_send_error(id, error, now); });
+}
+
+void Do53Upstream::on_send_error(std::uint16_t id, int error, SteadyTime now) {
+  if (over_udp_.empty() || over_udp_[id] == 0) return;
+  over_udp_[id] = 0;
+  listener_.on_failure(id, error_of_errno(error), now);
+}
+
+void Do53Upstream::on_datagram(std::span<std::uint8_t> payload, const sockaddr* source,
+                               socklen_t source_length, SteadyTime now) {
+  accept_udp_answer(payload, source, source_length, now);
+}
+
+// An ICMP error waits in the socket's error queue.
+void Do53Upstream::on_receive_error(int /*error*/, SteadyTime now) {
+  if (udp_) read_udp_errors(now);
 }
 
 IoInterest Do53Upstream::io_interest(std::size_t slot) const noexcept {
-  if (slot == kUdpSlot) return udp_ ? IoInterest{udp_->fd(), EPOLLIN, 1} : IoInterest{};
+  if (slot == kUdpSlot) {
+    return udp_ && ring_ == nullptr ? IoInterest{udp_->fd(), EPOLLIN, 1} : IoInterest{};
+  }
   if (!tcp_.open()) return {};
   return {tcp_.fd(), EPOLLIN | (tcp_.wants_write() ? EPOLLOUT : 0U), tcp_.generation()};
 }
@@ -107,20 +141,24 @@ void Do53Upstream::read_udp_answers(SteadyTime now) {
     const std::size_t count = datagrams_->receive(udp_->fd());
     for (std::size_t i = 0; i < count; ++i) {
       const PeerAddress& source = datagrams_->peer(i);
-      const auto answer = datagrams_->datagram(i);
-      if (!udp_->is_resolver(source.get(), source.length) || answer.size() < 2 ||
-          over_udp_.empty() || over_udp_[read_u16(answer, 0)] == 0) {
-        ++counters_.unsolicited;
-        continue;
-      }
-      // The id stays expected until the loop accepts the answer or gives
-      // up: a forged answer with a wrong question must not end the wait.
-      listener_.on_answer(answer, now);
+      accept_udp_answer(datagrams_->datagram(i), source.get(), source.length, now);
     }
     // Answers relayed so far go out before more are read.
     flush(now);
     if (count < DatagramBatch::kBatch) return;
   }
+}
+
+void Do53Upstream::accept_udp_answer(std::span<std::uint8_t> answer, const sockaddr* source,
+                                     socklen_t source_length, SteadyTime now) {
+  if (!udp_->is_resolver(source, source_length) || answer.size() < 2 || over_udp_.empty() ||
+      over_udp_[read_u16(answer, 0)] == 0) {
+    ++counters_.unsolicited;
+    return;
+  }
+  // The id stays expected until the loop accepts the answer or gives up: a
+  // forged answer with a wrong question must not end the wait.
+  listener_.on_answer(answer, now);
 }
 
 void Do53Upstream::read_udp_errors(SteadyTime now) {

@@ -7,6 +7,7 @@
 #include "dnsgate/config.hpp"
 #include "dnsgate/socket.hpp"
 #include "net/datagram_batch.hpp"
+#include "net/datagram_ring.hpp"
 #include "net/udp_send_batch.hpp"
 #include "upstream/do53_tcp.hpp"
 #include "upstream/do53_udp.hpp"
@@ -20,11 +21,18 @@ namespace dnsgate {
 // over one pipelined TCP connection, so a workload that retried over TCP
 // after TC=1 gets the full answer; a do53-tcp resolver takes all of them
 // over TCP.
-class Do53Upstream final : public Upstream {
+// On the io_uring backend (`ring` given) the UDP side's datagrams travel
+// through the ring instead of recvmmsg/sendmmsg, and epoll sees only the
+// TCP side.
+class Do53Upstream final : public Upstream, private DatagramReceiver {
  public:
   // `udp_fd`: a socket the caller bound for the UDP side (not owned), or -1
   // to open one here when it is needed.
-  Do53Upstream(const ResolverConfig& resolver, int udp_fd, UpstreamListener& listener);
+  Do53Upstream(const ResolverConfig& resolver, int udp_fd, UpstreamListener& listener,
+               DatagramRing* ring = nullptr);
+  ~Do53Upstream() override;
+  Do53Upstream(const Do53Upstream&) = delete;
+  Do53Upstream& operator=(const Do53Upstream&) = delete;
 
   UpstreamError send(std::span<const std::uint8_t> query, Transport client,
                      SteadyTime now) override;
@@ -45,6 +53,13 @@ class Do53Upstream final : public Upstream {
   enum : std::size_t { kUdpSlot = 0, kTcpSlot = 1 };
 
   bool open_udp();
+  void watch_udp();
+  void on_datagram(std::span<std::uint8_t> payload, const sockaddr* source, socklen_t source_length,
+                   SteadyTime now) override;
+  void on_receive_error(int error, SteadyTime now) override;
+  void on_send_error(std::uint16_t tag, int error, SteadyTime now) override;
+  void accept_udp_answer(std::span<std::uint8_t> answer, const sockaddr* source,
+                         socklen_t source_length, SteadyTime now);
   void read_udp_answers(SteadyTime now);
   void read_udp_errors(SteadyTime now);
   void on_tcp_event(std::uint32_t events, SteadyTime now);
@@ -54,6 +69,8 @@ class Do53Upstream final : public Upstream {
   Endpoint address_;
   bool udp_allowed_;
   UpstreamListener& listener_;
+  DatagramRing* ring_;
+  DatagramRing::Handle ring_handle_ = DatagramRing::kNoHandle;
   UniqueFd owned_udp_;
   std::unique_ptr<Do53UdpUpstream> udp_;
   std::unique_ptr<DatagramBatch> datagrams_;  // the UDP side's receive buffers

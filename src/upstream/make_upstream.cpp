@@ -47,11 +47,11 @@ std::unique_ptr<Upstream> with_tls(const ResolverConfig& resolver,
 
 std::unique_ptr<Upstream> make_upstream(const ResolverConfig& resolver, int udp_fd,
                                         std::chrono::milliseconds timeout,
-                                        UpstreamListener& listener) {
+                                        UpstreamListener& listener, DatagramRing* ring) {
   switch (resolver.protocol) {
     case UpstreamProtocol::do53_udp:
     case UpstreamProtocol::do53_tcp:
-      return std::make_unique<Do53Upstream>(resolver, udp_fd, listener);
+      return std::make_unique<Do53Upstream>(resolver, udp_fd, listener, ring);
     case UpstreamProtocol::dot:
       return with_tls<DotUpstream>(resolver, timeout, listener);
     case UpstreamProtocol::doh:

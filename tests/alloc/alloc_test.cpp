@@ -230,11 +230,16 @@ dnsgate::UniqueFd loopback_socket() {
   return fd;
 }
 
+// The backend the last loop started with (ProxyHooks::io_chosen).
+std::atomic<dnsgate::IoBackend> g_io_chosen{dnsgate::IoBackend::automatic};
+
 class ProxyRig {
  public:
   explicit ProxyRig(dnsgate::DnsQueryEmitter* sink = nullptr, bool allocate_per_event = false,
-                    dnsgate::MetricsBoard* board = nullptr)
+                    dnsgate::MetricsBoard* board = nullptr,
+                    dnsgate::IoBackend io = dnsgate::IoBackend::epoll)
       : emitter_(sink, allocate_per_event) {
+    config_.io = io;
     upstream_ = loopback_socket();
     client_ = loopback_socket();
     // The proxy's listener: any bound socket will do (run_one_shot makes it
@@ -259,8 +264,11 @@ class ProxyRig {
 
     thread_ = std::thread([this, board] {
       t_is_proxy_thread = true;
+      dnsgate::ProxyHooks hooks;
+      hooks.metrics = board;
+      hooks.io_chosen = [](dnsgate::IoBackend chosen, std::string_view) { g_io_chosen = chosen; };
       stats_ = dnsgate::run_proxy(config_, {listener_.get(), -1, upstream_side_.get()}, emitter_,
-                                  shutdown_, {board, nullptr});
+                                  shutdown_, hooks);
     });
   }
 
@@ -469,15 +477,28 @@ TEST(CountingAllocator, CatchesAnAllocationPerQueryOnTheProxyThread) {
   EXPECT_EQ(counted.deallocations, counted.measured.queries);
 }
 
-TEST(UdpHotPath, ForwardAndRefuseAllocateNothingPerQuery) {
-  ProxyRig rig;
+// Every hot-path test runs once per I/O backend (config `io`), and checks
+// that the backend asked for is the one that ran.
+class UdpHotPath : public ::testing::TestWithParam<dnsgate::IoBackend> {
+ protected:
+  void TearDown() override { EXPECT_EQ(g_io_chosen.load(), GetParam()); }
+};
+
+INSTANTIATE_TEST_SUITE_P(Backends, UdpHotPath,
+                         ::testing::Values(dnsgate::IoBackend::epoll, dnsgate::IoBackend::uring),
+                         [](const auto& info) {
+                           return std::string(dnsgate::io_backend_name(info.param));
+                         });
+
+TEST_P(UdpHotPath, ForwardAndRefuseAllocateNothingPerQuery) {
+  ProxyRig rig(nullptr, false, nullptr, GetParam());
   expect_no_allocation_per_query(rig, "hot path, test emitter");
 }
 
 // The same with the production sink behind the emitter: its emit() copies
 // the record into a preallocated ring; the writer thread (not counted: not
 // the DNS path) formats and writes to /dev/null.
-TEST(UdpHotPath, WithTheCloudEventSinkAllocatesNothingPerQuery) {
+TEST_P(UdpHotPath, WithTheCloudEventSinkAllocatesNothingPerQuery) {
   dnsgate::EventSinkOptions options;
   options.cell = "alloc";
   options.kind = dnsgate::EventSinkKind::file;
@@ -486,7 +507,7 @@ TEST(UdpHotPath, WithTheCloudEventSinkAllocatesNothingPerQuery) {
   auto sink = dnsgate::CloudEventSink::open(options, error);
   ASSERT_NE(sink, nullptr) << error;
   {
-    ProxyRig rig(sink.get());
+    ProxyRig rig(sink.get(), false, nullptr, GetParam());
     expect_no_allocation_per_query(rig, "hot path, CloudEventSink");
   }
   sink->close();
@@ -496,10 +517,10 @@ TEST(UdpHotPath, WithTheCloudEventSinkAllocatesNothingPerQuery) {
 // With the metrics board attached (DESIGN §12): the loop's counters,
 // per-resolver figures and latency histogram are stores into preallocated
 // atomics, never an allocation per query.
-TEST(UdpHotPath, WithTheMetricsBoardAllocatesNothingPerQuery) {
+TEST_P(UdpHotPath, WithTheMetricsBoardAllocatesNothingPerQuery) {
   dnsgate::MetricsBoard board;
   {
-    ProxyRig rig(nullptr, false, &board);
+    ProxyRig rig(nullptr, false, &board, GetParam());
     expect_no_allocation_per_query(rig, "hot path, metrics board");
   }
   EXPECT_GT(board.counters().received, 0U);

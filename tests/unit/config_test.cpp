@@ -1,4 +1,5 @@
 #include "dnsgate/config.hpp"
+#include "dnsgate/proxy.hpp"
 
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -269,6 +270,30 @@ TEST(ConfigErrors, NumbersMustBeIntegers) {
   }
   expect_error_at(std::string(kMinimal) + "maxInflight: \"100\"\n", "maxInflight", 7,
                   "quoted string");
+}
+
+TEST(ConfigParse, IoBackendDefaultsToAutoAndIsSummarized) {
+  EXPECT_EQ(expect_valid(kMinimal).io, IoBackend::automatic);
+  EXPECT_NE(summarize(expect_valid(kMinimal)).find(", io auto"), std::string::npos);
+  const DnsProxyConfig epoll = expect_valid(std::string(kMinimal) + "io: epoll\n");
+  EXPECT_EQ(epoll.io, IoBackend::epoll);
+  EXPECT_NE(summarize(epoll).find(", io epoll"), std::string::npos);
+  EXPECT_EQ(expect_valid(std::string(kMinimal) + "io: uring\n").io, IoBackend::uring);
+}
+
+TEST(ConfigErrors, IoBackendUnknown) {
+  // Names are exact, as in the docs: no "io_uring", no "EPOLL".
+  expect_error_at(std::string(kMinimal) + "io: io_uring\n", "io", 7,
+                  "unknown I/O backend \"io_uring\"; valid: auto, epoll, uring");
+  expect_error_at(std::string(kMinimal) + "io: EPOLL\n", "io", 7, "valid: auto, epoll, uring");
+  expect_error_at(std::string(kMinimal) + "io: [epoll]\n", "io", 7, "");
+}
+
+TEST(ConfigReload, ChangingIoNeedsARestart) {
+  const DnsProxyConfig running = expect_valid(kMinimal);
+  EXPECT_EQ(restart_only_change(running, expect_valid(std::string(kMinimal) + "io: epoll\n")),
+            "io");
+  EXPECT_EQ(restart_only_change(running, expect_valid(std::string(kMinimal) + "io: auto\n")), "");
 }
 
 TEST(ConfigErrors, DenyRcodeUnknown) {
