@@ -1,23 +1,36 @@
 #!/usr/bin/env bash
 # `make bench`: dnsgate side by side with knotd queried directly (the
-# ceiling), dnsdist (no packet cache) and dnsmasq (cache-size 0), all doing
-# the same job on loopback in front of the same knotd, measured with the
-# same dnsperf query files for the same time, interleaved, in rounds; then
-# the same for encrypted upstreams (dnsgate and dnsdist forwarding over DoT
-# and DoH to one TLS server, dnsgate alone over DoQ), and a steady-load run
-# per upstream protocol (bench/upstream_soak.sh: connections opened, RSS).
+# ceiling), the floor relay (bench/floor_relay.cpp: recvmmsg/sendmmsg and an
+# id map, nothing else; the floor of the forward path), dnsdist (no packet
+# cache) and dnsmasq (cache-size 0), all doing the same job on loopback in
+# front of the same knotd, measured with the same dnsperf query files for
+# the same time, interleaved, in rounds; dnsgate once per I/O backend
+# (`io: epoll`, `io: uring`); every proxy's CPU per query is shown as a
+# ratio to the floor relay's and to dnsdist's. Then the same for encrypted
+# upstreams (dnsgate and dnsdist forwarding over DoT and DoH to one TLS
+# server, dnsgate alone over DoQ), and a steady-load run per upstream
+# protocol (bench/upstream_soak.sh: connections opened, RSS).
 #
 #   bench/run.sh [DNSGATE_BIN] [SECONDS_PER_RUN] [ROUNDS]
 #
-# Defaults: build/dnsgate, 10 s, 3 rounds (about 21 minutes in all). More
+# Defaults: build/dnsgate, 10 s, 3 rounds (about 26 minutes in all). More
 # knobs, as environment variables:
 #   LATENCY_SECONDS=5   length of each 2,000 queries/s latency run
 #   LATENCY_QPS=2000    the rate of the latency runs
 #   BENCH_PIN=1         0: no CPU pinning (see docs/performance.md)
 #   BENCH_WRITE_DOC=1   0: print the tables, leave docs/performance.md alone
 #   MICRO_BENCH=<dir of DNSGATE_BIN>/bench/parse_match_bench        ("" to skip it)
+#   FLOOR_RELAY=<dir of DNSGATE_BIN>/bench/floor_relay              ("" to skip it)
+#   GATE_BACKENDS="epoll uring"  dnsgate's I/O backends in the Do53 modes, one
+#                       target each ("dnsgate (epoll)", ...) with `io: <backend>`
+#                       in its config (epoll, uring, auto); "": one dnsgate
+#                       without the `io` key. The encrypted modes run one
+#                       dnsgate without it.
 #   ALLOC_TEST=<dir of DNSGATE_BIN>/tests/alloc/dnsgate_alloc_test  ("" to skip it)
 #   KNOT_PORT=25500 GATE_PORT=25553 DNSDIST_PORT=25554 DNSMASQ_PORT=25555
+#   FLOOR_PORT=25556 GATE_URING_PORT=25557 GATE_AUTO_PORT=25558
+#                       (dnsgate (epoll), and dnsgate without the `io` key,
+#                       listen on GATE_PORT)
 #   ENCRYPTED_MODES="dot doh doq"   the encrypted modes ("" for none)
 #   TLS_UPSTREAM=unbound            the DoT/DoH server behind both proxies:
 #                                   unbound (1.17, cache on) or dnsdist (1.7,
@@ -37,6 +50,9 @@
 #   allowed  every query is on the allowlist (`*.bench.test`): forwarded
 #   denied   no query is (hN.denied.test): refused by the proxy itself
 #   mixed    50/50, against 10,000 literal entries (hN.bench.test)
+# The floor relay has no allowlist: it forwards every query in every mode
+# (knotd refuses the denied names), so only its allowed figures are a floor
+# for the same work; the report shows the ratios of the other modes too.
 # and the encrypted ones, every query allowed (`*.bench.test`), dnsperf over
 # UDP to the proxy as in the others:
 #   dot      dnsgate and dnsdist forward over DNS over TLS to TLS_UPSTREAM
@@ -44,7 +60,11 @@
 #   doq      dnsgate alone (no peer speaks DoQ) to the DoQ test server
 #            (tests/doq_server), which forwards to knotd
 # A mode that dnsgate refuses (`dnsgate check`) or that cannot be set up is
-# skipped with the reason in the report, not fatal.
+# skipped with the reason in the report, not fatal; so is a dnsgate backend
+# whose config `dnsgate check` refuses or that does not answer (a dnsgate
+# without the `io` key, or with one it does not take; with every backend
+# refused, one dnsgate runs without the key), and a floor relay that is not
+# built or does not answer.
 # For each round, mode and target (in an order that rotates every round):
 #   throughput  dnsperf, 10 clients, 100 queries in flight, SECONDS_PER_RUN;
 #               proxy CPU = utime+stime of every thread of the proxy from
@@ -69,11 +89,14 @@ pin=${BENCH_PIN:-1}
 write_doc=${BENCH_WRITE_DOC:-1}
 build_dir=$(dirname "$bin")  # the micro-benchmark and the allocation test sit beside it
 micro_bench=${MICRO_BENCH-$build_dir/bench/parse_match_bench}
+floor_relay=${FLOOR_RELAY-$build_dir/bench/floor_relay}
+read -r -a gate_backends <<<"${GATE_BACKENDS-epoll uring}"
 alloc_test=${ALLOC_TEST-$build_dir/tests/alloc/dnsgate_alloc_test}
 knot_port=${KNOT_PORT:-25500}
 gate_port=${GATE_PORT:-25553}
 dnsdist_port=${DNSDIST_PORT:-25554}
 dnsmasq_port=${DNSMASQ_PORT:-25555}
+floor_port=${FLOOR_PORT:-25556}
 dot_port=${DOT_PORT:-25853}
 doh_port=${DOH_PORT:-25443}
 doq_port=${DOQ_PORT:-25854}
@@ -95,6 +118,9 @@ done
 case "$tls_upstream" in unbound | dnsdist) ;; *) echo "TLS_UPSTREAM: unbound or dnsdist" >&2; exit 2 ;; esac
 for m in "${encrypted_modes[@]+"${encrypted_modes[@]}"}"; do
   case "$m" in dot | doh | doq) ;; *) echo "ENCRYPTED_MODES: dot, doh, doq" >&2; exit 2 ;; esac
+done
+for b in "${gate_backends[@]+"${gate_backends[@]}"}"; do
+  case "$b" in epoll | uring | auto) ;; *) echo "GATE_BACKENDS: epoll, uring, auto" >&2; exit 2 ;; esac
 done
 
 bash "$here/lib/install-peers.sh"
@@ -158,10 +184,24 @@ awk -v n=$hosts 'BEGIN { for (i = 0; i < n; i++) printf "h%d.bench.test\n", i }'
 
 do53_modes=(allowed denied mixed)
 modes=("${do53_modes[@]}" "${encrypted_modes[@]+"${encrypted_modes[@]}"}")
+# dnsgate's targets in the Do53 modes: one per I/O backend (dnsgate-epoll,
+# dnsgate-uring, ...), or one without the `io` key (dnsgate); the encrypted
+# modes run the latter.
+declare -A port_of=([knotd]=$knot_port [floor]=$floor_port [dnsgate]=$gate_port
+  [dnsdist]=$dnsdist_port [dnsmasq]=$dnsmasq_port [dnsgate-epoll]=$gate_port
+  [dnsgate-uring]=${GATE_URING_PORT:-25557} [dnsgate-auto]=${GATE_AUTO_PORT:-25558})
+gate_targets=()
+for b in "${gate_backends[@]+"${gate_backends[@]}"}"; do gate_targets+=("dnsgate-$b"); done
+[ ${#gate_targets[@]} -gt 0 ] || gate_targets=(dnsgate)
+floor_target=()
+[ -n "$floor_relay" ] && floor_target=(floor)
+do53_targets="knotd ${floor_target[*]+"${floor_target[*]}"} ${gate_targets[*]} dnsdist dnsmasq"
 declare -A targets_of=(
-  [allowed]="knotd dnsgate dnsdist dnsmasq" [denied]="knotd dnsgate dnsdist dnsmasq"
-  [mixed]="knotd dnsgate dnsdist dnsmasq"
+  [allowed]=$do53_targets [denied]=$do53_targets [mixed]=$do53_targets
   [dot]="dnsgate dnsdist" [doh]="dnsgate dnsdist" [doq]="dnsgate")
+# Without these the Do53 figures mean nothing: one that does not answer
+# stops the bench. Any other target is skipped with the reason.
+baseline_targets=" dnsgate dnsgate-epoll dnsdist dnsmasq "
 declare -A query_file=([allowed]=allowed [denied]=denied [mixed]=mixed [dot]=allowed [doh]=allowed
   [doq]=allowed)
 # Why a mode or a target was not measured: "mode<TAB>target<TAB>reason" lines,
@@ -173,6 +213,15 @@ skip() {  # skip MODE TARGET REASON
   printf '%s\t%s\t%s\n' "$1" "$2" "$(tr '\t\n' '  ' <<<"$3")" >>"$skipped"
 }
 mode_skipped() { awk -F '\t' -v m="$1" '$1 == m && $2 == "" { f = 1 } END { exit !f }' "$skipped"; }
+drop_target() {  # drop_target MODE TARGET REASON: skip it in every round
+  skip "$@"
+  targets_of[$1]=$(tr ' ' '\n' <<<"${targets_of[$1]}" | grep -vx -- "$2" | tr '\n' ' ')
+}
+if [ -n "$floor_relay" ] && [ ! -x "$floor_relay" ]; then
+  for m in "${do53_modes[@]}"; do
+    drop_target "$m" floor "no floor relay at $floor_relay (make build builds it)"
+  done
+fi
 
 # --- knotd: the upstream, and the ceiling -------------------------------------
 "${load_cpu[@]}" /usr/sbin/knotd -c "$work/knot/knot.conf" >/dev/null 2>&1 &
@@ -235,13 +284,13 @@ fi
 for m in "${do53_modes[@]}"; do upstream_pid[$m]=$knot_pid; done
 
 # --- the proxies' configurations, one per mode --------------------------------
-write_configs() {  # write_configs MODE
-  local mode=$1 dir="$work/$1"
-  mkdir -p "$dir"
+gate_config() {  # gate_config MODE TARGET [IO]: DIR/TARGET.yaml, with `io: IO` if given
+  local mode=$1 target=$2 io=${3:-} dir="$work/$1"
   {
     echo "cell: bench"
+    [ -z "$io" ] || echo "io: $io"
     echo "listen:"
-    echo "  udp: 127.0.0.1:$gate_port"
+    echo "  udp: 127.0.0.1:${port_of[$target]}"
     echo "dnsAuthority:"
     echo "  hostnameAllowlist:"
     if [ "$mode" = mixed ]; then
@@ -262,8 +311,14 @@ write_configs() {  # write_configs MODE
     echo "upstreamTimeoutMs: 2000"
     echo "events:"
     echo "  sink: file"
-    echo "  path: $dir/events.jsonl"
-  } >"$dir/dnsgate.yaml"
+    echo "  path: $dir/$target-events.jsonl"
+  } >"$dir/$target.yaml"
+}
+
+write_configs() {  # write_configs MODE
+  local mode=$1 dir="$work/$1" t
+  mkdir -p "$dir"
+  gate_config "$mode" dnsgate
 
   # dnsdist: no packet cache (none is created), backend forced up (no health
   # checks), no console, web server or carbon (none is configured), no
@@ -321,6 +376,23 @@ write_configs() {  # write_configs MODE
     fi
     skip "$mode" "" "dnsgate check refused the $mode config: $(tail -n 1 "$dir/check.out")"
   fi
+
+  # One dnsgate per I/O backend: a backend this dnsgate does not take (a
+  # build from before the `io` key) skips that target, loudly.
+  [[ " ${do53_modes[*]} " == *" $mode "* ]] || return 0
+  for t in "${gate_targets[@]}"; do
+    [ "$t" = dnsgate ] && continue
+    gate_config "$mode" "$t" "${t#dnsgate-}"
+    "$bin" check --config "$dir/$t.yaml" >"$dir/check-$t.out" 2>&1 ||
+      drop_target "$mode" "$t" "dnsgate check refused io: ${t#dnsgate-}: $(tail -n 1 "$dir/check-$t.out")"
+  done
+  # Every backend skipped would leave the mode without dnsgate at all: run
+  # it once without the `io` key instead.
+  if [[ " ${targets_of[$mode]} " != *" dnsgate"* ]]; then
+    targets_of[$mode]=$(sed 's/ dnsdist / dnsgate dnsdist /' <<<" ${targets_of[$mode]} ")
+    [[ " $do53_targets " == *" dnsgate "* ]] ||
+      do53_targets=$(sed 's/ dnsdist / dnsgate dnsdist /' <<<" $do53_targets ")
+  fi
 }
 
 cpu_ticks() {  # utime + stime of every thread of PID, in clock ticks
@@ -357,37 +429,45 @@ printf 'round\tmode\ttarget\tcpu_ticks\tanswers\twall_ms\tupstream_ticks\n' >"$l
 memory="$work/memory.tsv"
 printf 'round\tmode\ttarget\trss_kib\thwm_kib\n' >"$memory"
 gate_runs="$work/dnsgate.tsv"
-printf 'round\tmode\treceived\tevents\teventsDropped\tstats\n' >"$gate_runs"
+printf 'round\tmode\ttarget\treceived\tevents\teventsDropped\tstats\n' >"$gate_runs"
 
-declare -A port_of=([knotd]=$knot_port [dnsgate]=$gate_port [dnsdist]=$dnsdist_port
-  [dnsmasq]=$dnsmasq_port)
 declare -A pid_of=([knotd]=$knot_pid)
 declare -A running=()  # target -> 1 while its proxy answers, this mode and round
+
+start_target() {  # start_target MODE TARGET: on the proxy's CPU; sets pid_of[TARGET]
+  local dir="$work/$1" t=$2
+  case "$t" in
+    dnsgate*)
+      : >"$dir/$t-events.jsonl"
+      "${proxy_cpu[@]}" "$bin" run --config "$dir/$t.yaml" 2>"$dir/$t.err" &
+      ;;
+    floor)
+      "${proxy_cpu[@]}" "$floor_relay" --listen "127.0.0.1:$floor_port" \
+        --upstream "127.0.0.1:$knot_port" 2>"$dir/floor.err" &
+      ;;
+    dnsdist)
+      "${proxy_cpu[@]}" /usr/bin/dnsdist --supervised --disable-syslog -C "$dir/dnsdist.conf" \
+        >"$dir/dnsdist.log" 2>&1 &
+      ;;
+    dnsmasq)
+      "${proxy_cpu[@]}" /usr/sbin/dnsmasq -k --conf-file="$dir/dnsmasq.conf" >/dev/null 2>&1 &
+      ;;
+  esac
+  pid_of[$t]=$!
+  pids+=("$!")
+}
 
 start_proxies() {  # start_proxies MODE ROUND
   local mode=$1 dir="$work/$1" t
   running=()
-  [[ " ${targets_of[$mode]} " == *" knotd "* ]] && running[knotd]=1
-  : >"$dir/events.jsonl"
-  "${proxy_cpu[@]}" "$bin" run --config "$dir/dnsgate.yaml" 2>"$dir/dnsgate.err" &
-  pid_of[dnsgate]=$!
-  pids+=("${pid_of[dnsgate]}")
-  if [[ " ${targets_of[$mode]} " == *" dnsdist "* ]]; then
-    "${proxy_cpu[@]}" /usr/bin/dnsdist --supervised --disable-syslog -C "$dir/dnsdist.conf" \
-      >"$dir/dnsdist.log" 2>&1 &
-    pid_of[dnsdist]=$!
-    pids+=("${pid_of[dnsdist]}")
-  fi
-  if [[ " ${targets_of[$mode]} " == *" dnsmasq "* ]]; then
-    "${proxy_cpu[@]}" /usr/sbin/dnsmasq -k --conf-file="$dir/dnsmasq.conf" >/dev/null 2>&1 &
-    pid_of[dnsmasq]=$!
-    pids+=("${pid_of[dnsmasq]}")
-  fi
+  for t in ${targets_of[$mode]}; do
+    if [ "$t" = knotd ]; then running[knotd]=1; else start_target "$mode" "$t"; fi
+  done
   for t in ${targets_of[$mode]}; do
     [ "$t" = knotd ] && continue
     if wait_for_dns "${port_of[$t]}" h1.bench.test; then
       running[$t]=1
-    elif [[ " ${do53_modes[*]} " == *" $mode "* ]]; then
+    elif [[ " ${do53_modes[*]} " == *" $mode "* && "$baseline_targets" == *" $t "* ]]; then
       exit 1  # the Do53 modes are the bench's baseline: no figures without them
     else
       local why
@@ -407,14 +487,17 @@ stop_proxies() {  # stop_proxies ROUND MODE
   done
   for t in ${targets_of[$mode]}; do [ "$t" = knotd ] || stop_pid "${pid_of[$t]}"; done
   local stats received dropped events
-  stats=$(grep '^{' "$dir/dnsgate.err" | tail -n 1 || true)
-  received=$(sed -n 's/.*"received":\([0-9]*\).*/\1/p' <<<"$stats")
-  dropped=$(sed -n 's/.*"eventsDropped":\([0-9]*\).*/\1/p' <<<"$stats")
-  events=$(wc -l <"$dir/events.jsonl")
-  printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$mode" "${received:-?}" "$events" \
-    "${dropped:-?}" "$stats" >>"$gate_runs"
-  cp "$dir/dnsgate.err" "$dir/dnsgate-$round.err"
-  rm -f "$dir/events.jsonl"
+  for t in ${targets_of[$mode]}; do
+    [[ "$t" == dnsgate* ]] || continue
+    stats=$(grep '^{' "$dir/$t.err" | tail -n 1 || true)
+    received=$(sed -n 's/.*"received":\([0-9]*\).*/\1/p' <<<"$stats")
+    dropped=$(sed -n 's/.*"eventsDropped":\([0-9]*\).*/\1/p' <<<"$stats")
+    events=$(wc -l <"$dir/$t-events.jsonl")
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$mode" "$t" "${received:-?}" "$events" \
+      "${dropped:-?}" "$stats" >>"$gate_runs"
+    cp "$dir/$t.err" "$dir/$t-$round.err"
+    rm -f "$dir/$t-events.jsonl"
+  done
 }
 
 now_ms() { date +%s%3N; }
@@ -428,7 +511,7 @@ throughput_run() {  # throughput_run ROUND MODE TARGET
     -c 10 -q 100 -t 2 >/dev/null 2>&1 || true
   before=$(cpu_ticks "${pid_of[$target]}")
   # dnsgate's event writer thread, to tell its share from the DNS loop's.
-  [ "$target" = dnsgate ] && writer_before=$(thread_ticks "${pid_of[$target]}" dnsgate-events)
+  [[ "$target" == dnsgate* ]] && writer_before=$(thread_ticks "${pid_of[$target]}" dnsgate-events)
   up_before=$(cpu_ticks "$up")
   busy_before=$(cpus_busy)
   t0=$(now_ms)
@@ -436,7 +519,7 @@ throughput_run() {  # throughput_run ROUND MODE TARGET
     -l "$seconds" -c 10 -q 100 -t 2 >"$out" 2>&1 || true
   t1=$(now_ms)
   after=$(cpu_ticks "${pid_of[$target]}")
-  [ "$target" = dnsgate ] && writer_after=$(thread_ticks "${pid_of[$target]}" dnsgate-events)
+  [[ "$target" == dnsgate* ]] && writer_after=$(thread_ticks "${pid_of[$target]}" dnsgate-events)
   up_after=$(cpu_ticks "$up")
   busy_after=$(cpus_busy)
   case "$mode" in
@@ -531,7 +614,7 @@ load_after=$(cut -d ' ' -f 1 /proc/loadavg)
   --work "$work" --rounds "$rounds" --seconds "$seconds" \
   --latency-seconds "$latency_seconds" --latency-qps "$latency_qps" \
   --ticks-per-second "$ticks_per_second" --pinning "$pinning" \
-  --command "$command_line" --dnsgate "$bin" \
+  --command "$command_line" --dnsgate "$bin" --targets "$do53_targets" \
   --micro "$micro_json" --alloc "$alloc_line" \
   --encrypted-modes "${encrypted_modes[*]+"${encrypted_modes[*]}"}" --tls-upstream "$tls_upstream" \
   --latency-inflight-tls "$latency_inflight_tls" --soak "$soak_tsv" \

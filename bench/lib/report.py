@@ -21,8 +21,9 @@ MODE_TEXT = {
     "denied": "all denied (refuse path)",
     "mixed": "50/50, 10,000-entry allowlist",
 }
-TARGETS = ["knotd", "dnsgate", "dnsdist", "dnsmasq"]
-PROXIES = ["dnsgate", "dnsdist", "dnsmasq"]
+TARGETS = ["knotd", "dnsgate", "dnsdist", "dnsmasq"]  # the Do53 targets unless --targets says
+LABELS = {"knotd": "knotd direct", "floor": "floor relay", "dnsgate-epoll": "dnsgate (epoll)",
+          "dnsgate-uring": "dnsgate (io_uring)", "dnsgate-auto": "dnsgate (io: auto)"}
 ENCRYPTED_MODES = ["dot", "doh", "doq"]
 ENCRYPTED_TARGETS = {"dot": ["dnsgate", "dnsdist"], "doh": ["dnsgate", "dnsdist"], "doq": ["dnsgate"]}
 ENCRYPTED_TEXT = {"dot": "DoT (DNS over TLS)", "doh": "DoH (HTTP/2 POST)", "doq": "DoQ (DNS over QUIC)"}
@@ -86,6 +87,34 @@ def versions(dnsgate):
     }
 
 
+def label(target):
+    return LABELS.get(target, target)
+
+
+def latency_cpu_us(args):
+    """(mode, target) -> the proxy's CPU µs per answer of each latency run."""
+    lat_cpu = {}
+    for row in read_tsv(os.path.join(args.work, "latency_cpu.tsv")):
+        try:
+            answers = int(row["answers"])
+            us = 1e6 / args.ticks_per_second * int(row["cpu_ticks"]) / answers if answers else None
+        except ValueError:
+            us = None
+        lat_cpu.setdefault((row["mode"], row["target"]), []).append(us)
+    return lat_cpu
+
+
+def skipped_lines(args, modes):
+    """The loud lines for what run.sh skipped in these modes, and why."""
+    out = []
+    for row in read_tsv_plain(os.path.join(args.work, "skipped.tsv")):
+        if row[0] in modes:
+            what = row[0] if not row[1] else f"{row[0]}, {label(row[1])}"
+            out.append(f"**SKIPPED ({what})**: {row[2]}")
+            out.append("")
+    return out
+
+
 def fmt(value, digits=0):
     if value is None or value != value:  # None or NaN
         return "n/a"
@@ -122,16 +151,7 @@ def encrypted_section(args, modes, runs, latency, gate, memory):
     """The tables of issue 9: dnsgate and dnsdist over DoT and DoH to the same
     TLS server, dnsgate alone over DoQ, dnsgate's connections and memory."""
     out = []
-    tps = args.ticks_per_second
-    skipped = read_tsv_plain(os.path.join(args.work, "skipped.tsv"))
-    lat_cpu = {}
-    for row in read_tsv(os.path.join(args.work, "latency_cpu.tsv")):
-        try:
-            answers = int(row["answers"])
-            us = 1e6 / tps * int(row["cpu_ticks"]) / answers if answers else None
-        except ValueError:
-            us = None
-        lat_cpu.setdefault((row["mode"], row["target"]), []).append(us)
+    lat_cpu = latency_cpu_us(args)
 
     nodelay = (" TCP_NODELAY set on its DoT sockets by an LD_PRELOAD shim (1.17 sets it on "
                "DoH only; `bench/lib/tls_upstream.sh` says why)" if args.unbound_nodelay == "1" else
@@ -155,11 +175,7 @@ def encrypted_section(args, modes, runs, latency, gate, memory):
                "flight there); *conns* is the proxy's TCP connections to the upstream open at the "
                "end of each throughput run.")
     out.append("")
-    for row in skipped:
-        if row[0] in modes:
-            what = row[0] if not row[1] else f"{row[0]}, {row[1]}"
-            out.append(f"**SKIPPED ({what})**: {row[2]}")
-            out.append("")
+    out.extend(skipped_lines(args, modes))
 
     def agg(mode, target):
         rs = runs.get((mode, target), [])
@@ -373,6 +389,8 @@ def main():
     ap.add_argument("--pinning", required=True)
     ap.add_argument("--command", required=True)
     ap.add_argument("--dnsgate", required=True)
+    ap.add_argument("--targets", default=" ".join(TARGETS),
+                    help="the Do53 modes' targets, skipped ones included, in run.sh's order")
     ap.add_argument("--load", default="")
     ap.add_argument("--started", default="")
     ap.add_argument("--commit", default="")
@@ -387,6 +405,9 @@ def main():
     ap.add_argument("--unbound-nodelay", default="0")
     args = ap.parse_args()
     work = args.work
+    targets = args.targets.split()
+    proxies = [t for t in targets if t != "knotd"]
+    gates = [t for t in targets if t.startswith("dnsgate")]
 
     # --- throughput and CPU ---------------------------------------------------
     runs = {}  # (mode, target) -> list of dicts
@@ -420,6 +441,8 @@ def main():
         cpu = [r["cpu_us"] for r in rs if r["cpu_us"] == r["cpu_us"]]
         writer = [r["writer_us"] for r in rs if r["writer_us"] == r["writer_us"]]
         return {
+            "n": len(rs),
+            "lat_cpu": median_or_none(lat_cpu.get((mode, target), [])),
             "writer_med": statistics.median(writer) if writer else None,
             "qps_med": statistics.median(qps) if qps else None,
             "qps_min": min(qps) if qps else None,
@@ -431,11 +454,13 @@ def main():
             "rcodes": rs[-1]["rcodes"] if rs else "",
         }
 
+    lat_cpu = latency_cpu_us(args)
+
     # --- latency ----------------------------------------------------------------
     encrypted = [m for m in args.encrypted_modes.split() if m in ENCRYPTED_MODES]
     latency = {}
     for mode in MODES + encrypted:
-        for target in TARGETS if mode in MODES else ENCRYPTED_TARGETS[mode]:
+        for target in targets if mode in MODES else ENCRYPTED_TARGETS[mode]:
             samples = []
             rcodes = {}
             for rnd in range(1, args.rounds + 1):
@@ -492,7 +517,7 @@ def main():
     out.append("```")
     out.append("")
     out.append(
-        f"{args.rounds} rounds; in each, for each mode, the four targets in an order "
+        f"{args.rounds} rounds; in each, for each mode, the {len(targets)} targets in an order "
         f"that rotates every round: a {args.seconds} s throughput run (dnsperf, 10 clients, "
         f"100 queries in flight) then a {args.latency_seconds} s latency run at "
         f"{args.latency_qps:,} queries/s. CPU pinning: {args.pinning}. "
@@ -504,26 +529,39 @@ def main():
                "direct it is knotd's own; *writer* is the share of dnsgate's event "
                "writer thread (JSON formatting and write(2)). Latency: dnsperf's per-query figures at "
                f"{args.latency_qps:,} qps, all rounds pooled; *added* is over knotd "
-               "direct in the same mode.")
+               "direct in the same mode."
+               + (" The floor relay (`bench/floor_relay.cpp`) is the least a UDP forwarder does: "
+                  "recvmmsg/sendmmsg with dnsgate's batch sizes and a query-id map; no parsing, no "
+                  "policy, no events. It forwards every query in every mode (knotd refuses the "
+                  "denied names), so it is the floor of the forward path: the allowed mode is the "
+                  "like-for-like one." if "floor" in targets else "")
+               + (" dnsgate runs once per I/O backend (`io:` in its config)"
+                  + ("; with every backend skipped (see below), *dnsgate* is one without the `io` "
+                     "key." if "dnsgate" in gates else ".")
+                  if len(gates) > 1 else ""))
     out.append("")
+    out.extend(skipped_lines(args, MODES))
     out.append("| mode | target | qps median (min–max) | CPU µs/query | p50 µs | p99 µs "
                "| added p50 µs | added p99 µs |")
     out.append("|---|---|---|---|---|---|---|---|")
     for mode in MODES:
         base = latency[(mode, "knotd")]
-        for target in TARGETS:
+        for i, target in enumerate(targets):
             a = agg(mode, target)
+            first = MODE_TEXT[mode] if i == 0 else ""
+            if a["n"] == 0:
+                out.append(f"| {first} | {label(target)} | not measured | | | | | |")
+                continue
             lat = latency[(mode, target)]
             added50 = added99 = None
             if target != "knotd" and lat["p50"] is not None and base["p50"] is not None:
                 added50 = lat["p50"] - base["p50"]
                 added99 = lat["p99"] - base["p99"]
-            label = "knotd direct" if target == "knotd" else target
             cpu_cell = fmt(a["cpu_med"], 1)
-            if target == "dnsgate" and a["writer_med"] is not None:
+            if target in gates and a["writer_med"] is not None:
                 cpu_cell += f" (writer {fmt(a['writer_med'], 1)})"
             out.append(
-                f"| {MODE_TEXT[mode] if target == 'knotd' else ''} | {label} "
+                f"| {first} | {label(target)} "
                 f"| {fmt(a['qps_med'])} ({fmt(a['qps_min'])}–{fmt(a['qps_max'])}) "
                 f"| {cpu_cell} | {fmt(lat['p50'])} | {fmt(lat['p99'])} "
                 f"| {fmt(added50) if target != 'knotd' else '—'} "
@@ -531,16 +569,33 @@ def main():
     out.append("")
 
     # --- ratios and targets -----------------------------------------------------
-    out.append("dnsgate / dnsdist, same runs:")
+    def times(value):
+        return f"{fmt(value, 2)}x" if value is not None else "n/a"
+
+    floor_text = (f"*÷ floor* is CPU per query over the floor relay's, at full load and at "
+                  f"{args.latency_qps:,} qps (outside the allowed mode the floor still forwards "
+                  "everything, so a proxy that refuses itself can come in under 1.00x); "
+                  if "floor" in targets else "")
+    out.append(f"Ratios, same runs: {floor_text}*÷ dnsdist* is CPU per query and qps over "
+               "dnsdist's; *÷ knotd* is qps over knotd direct's.")
     out.append("")
-    out.append("| mode | qps ratio | CPU-per-query ratio | dnsgate / knotd direct qps |")
-    out.append("|---|---|---|---|")
-    ratios = {}
+    out.append(f"| mode | proxy | CPU ÷ floor, full load | CPU ÷ floor at {args.latency_qps:,} qps "
+               "| CPU ÷ dnsdist | qps ÷ dnsdist | qps ÷ knotd |")
+    out.append("|---|---|---|---|---|---|---|")
+    ratios = {}  # (mode, target) -> (qps ÷ dnsdist, CPU ÷ dnsdist)
     for mode in MODES:
-        g, d, k = agg(mode, "dnsgate"), agg(mode, "dnsdist"), agg(mode, "knotd")
-        ratios[mode] = (ratio(g["qps_med"], d["qps_med"]), ratio(g["cpu_med"], d["cpu_med"]))
-        out.append(f"| {MODE_TEXT[mode]} | {fmt(ratios[mode][0], 2)}x "
-                   f"| {fmt(ratios[mode][1], 2)}x | {fmt(ratio(g['qps_med'], k['qps_med']), 2)}x |")
+        f, d, k = agg(mode, "floor"), agg(mode, "dnsdist"), agg(mode, "knotd")
+        for i, target in enumerate(proxies):
+            a = agg(mode, target)
+            ratios[(mode, target)] = (ratio(a["qps_med"], d["qps_med"]),
+                                      ratio(a["cpu_med"], d["cpu_med"]))
+            floor_cells = ("— | —" if target == "floor" else
+                           f"{times(ratio(a['cpu_med'], f['cpu_med']))} "
+                           f"| {times(ratio(a['lat_cpu'], f['lat_cpu']))}")
+            dnsdist_cells = ("— | —" if target == "dnsdist" else
+                             f"{times(ratios[(mode, target)][1])} | {times(ratios[(mode, target)][0])}")
+            out.append(f"| {MODE_TEXT[mode] if i == 0 else ''} | {label(target)} | {floor_cells} "
+                       f"| {dnsdist_cells} | {times(ratio(a['qps_med'], k['qps_med']))} |")
     out.append("")
 
     def verdict(ok):
@@ -548,31 +603,38 @@ def main():
             return "n/a"
         return "**met**" if ok else "**not met**"
 
-    fwd_lat = latency[("allowed", "dnsgate")]
-    fwd_base = latency[("allowed", "knotd")]
-    add50 = (fwd_lat["p50"] - fwd_base["p50"]) if fwd_lat["p50"] is not None and fwd_base["p50"] is not None else None
-    add99 = (fwd_lat["p99"] - fwd_base["p99"]) if fwd_lat["p99"] is not None and fwd_base["p99"] is not None else None
-    hwm = max(memory.get(("mixed", "dnsgate"), [0])) / 1024 or None
-    rows = [
-        ("CPU per query ≤ 0.5x dnsdist, forward path",
-         f"{fmt(ratios['allowed'][1], 2)}x",
-         None if ratios["allowed"][1] is None else ratios["allowed"][1] <= 0.5),
-        ("CPU per query ≤ 0.5x dnsdist, refuse path",
-         f"{fmt(ratios['denied'][1], 2)}x",
-         None if ratios["denied"][1] is None else ratios["denied"][1] <= 0.5),
-        ("forward throughput ≥ 1.3x dnsdist",
-         f"{fmt(ratios['allowed'][0], 2)}x",
-         None if ratios["allowed"][0] is None else ratios["allowed"][0] >= 1.3),
-        ("refuse throughput ≥ 1.0x dnsdist",
-         f"{fmt(ratios['denied'][0], 2)}x",
-         None if ratios["denied"][0] is None else ratios["denied"][0] >= 1.0),
-        (f"added latency p50 ≤ 15 µs at {args.latency_qps:,} qps (forward)",
-         f"{fmt(add50)} µs", None if add50 is None else add50 <= 15),
-        (f"added latency p99 ≤ 50 µs at {args.latency_qps:,} qps (forward)",
-         f"{fmt(add99)} µs", None if add99 is None else add99 <= 50),
-        ("RSS < 20 MiB, 10,000-entry allowlist, full load (peak, VmHWM)",
-         f"{fmt(hwm, 1)} MiB", None if hwm is None else hwm < 20),
-    ]
+    def added(mode, target, key):
+        got, base = latency[(mode, target)][key], latency[(mode, "knotd")][key]
+        return got - base if got is not None and base is not None else None
+
+    rows = []
+    for gate_target in gates:
+        # With one dnsgate the rows read as before; with several, each says which.
+        who = f" ({label(gate_target)})" if len(gates) > 1 else ""
+        if not any(agg(mode, gate_target)["n"] for mode in MODES):
+            rows.append((f"{label(gate_target)}: measured", "skipped (see above)", None))
+            continue
+        fwd_q, fwd_cpu = ratios[("allowed", gate_target)]
+        ref_q, ref_cpu = ratios[("denied", gate_target)]
+        add50 = added("allowed", gate_target, "p50")
+        add99 = added("allowed", gate_target, "p99")
+        hwm = max(memory.get(("mixed", gate_target), [0])) / 1024 or None
+        rows += [
+            (f"CPU per query ≤ 0.5x dnsdist, forward path{who}", times(fwd_cpu),
+             None if fwd_cpu is None else fwd_cpu <= 0.5),
+            (f"CPU per query ≤ 0.5x dnsdist, refuse path{who}", times(ref_cpu),
+             None if ref_cpu is None else ref_cpu <= 0.5),
+            (f"forward throughput ≥ 1.3x dnsdist{who}", times(fwd_q),
+             None if fwd_q is None else fwd_q >= 1.3),
+            (f"refuse throughput ≥ 1.0x dnsdist{who}", times(ref_q),
+             None if ref_q is None else ref_q >= 1.0),
+            (f"added latency p50 ≤ 15 µs at {args.latency_qps:,} qps (forward){who}",
+             f"{fmt(add50)} µs", None if add50 is None else add50 <= 15),
+            (f"added latency p99 ≤ 50 µs at {args.latency_qps:,} qps (forward){who}",
+             f"{fmt(add99)} µs", None if add99 is None else add99 <= 50),
+            (f"RSS < 20 MiB, 10,000-entry allowlist, full load (peak, VmHWM){who}",
+             f"{fmt(hwm, 1)} MiB", None if hwm is None else hwm < 20),
+        ]
 
     micro_rows = []
     if args.micro and os.path.exists(args.micro):
@@ -673,11 +735,11 @@ def main():
     out.append("| mode | target | response codes | lost (all runs) | peak RSS MiB |")
     out.append("|---|---|---|---|---|")
     for mode in MODES:
-        for target in TARGETS:
+        for target in targets:
             a = agg(mode, target)
             rss = memory.get((mode, target))
             rcodes = re.sub(r"\s*\([0-9.]+%\)", "", a["rcodes"]).strip()
-            out.append(f"| {mode} | {target} | {rcodes} | {a['lost']} "
+            out.append(f"| {mode} | {label(target)} | {rcodes} | {a['lost']} "
                        f"| {fmt(max(rss) / 1024, 1) if rss else '—'} |")
     out.append("")
     total_received = sum(int(g["received"]) for g in gate if g["received"].isdigit())
