@@ -388,10 +388,11 @@ write_configs() {  # write_configs MODE
   done
   # Every backend skipped would leave the mode without dnsgate at all: run
   # it once without the `io` key instead.
-  if [[ " ${targets_of[$mode]} " != *" dnsgate"* ]]; then
-    targets_of[$mode]=$(sed 's/ dnsdist / dnsgate dnsdist /' <<<" ${targets_of[$mode]} ")
-    [[ " $do53_targets " == *" dnsgate "* ]] ||
-      do53_targets=$(sed 's/ dnsdist / dnsgate dnsdist /' <<<" $do53_targets ")
+  local listed=" ${targets_of[$mode]} "
+  if [[ "$listed" != *" dnsgate"* ]]; then
+    targets_of[$mode]=${listed/ dnsdist / dnsgate dnsdist }
+    listed=" $do53_targets "
+    [[ "$listed" == *" dnsgate "* ]] || do53_targets=${listed/ dnsdist / dnsgate dnsdist }
   fi
 }
 
