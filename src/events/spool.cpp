@@ -12,6 +12,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -361,6 +362,7 @@ struct Spool::State {  // NOLINT(clang-analyzer-optin.performance.Padding)
       sync_fd = copy;
       sync_dir = true;
     }
+    sync_wake.notify_one();
     {
       const std::lock_guard lock(mu);
       segments.push_back(Segment{number, 0, 0, false, {}});
@@ -381,10 +383,21 @@ struct Spool::State {  // NOLINT(clang-analyzer-optin.performance.Padding)
     return true;
   }
 
+  // Under sync_mu: something for the syncer to do.
+  bool sync_due() const {
+    return dirty.load(std::memory_order_relaxed) || sync_dir || !sync_closing.empty();
+  }
+
+  // Sleeps (no timer) while nothing is unsynced, so an idle spool does not
+  // wake it; once something is, syncs it at most once per fsync_interval.
   void run_syncer() {
     std::unique_lock lock(sync_mu);
-    while (!sync_stop) {
-      sync_wake.wait_for(lock, options.fsync_interval, [this] { return sync_stop; });
+    auto last_pass = std::chrono::steady_clock::now();
+    for (;;) {
+      sync_wake.wait(lock, [this] { return sync_stop || sync_due(); });
+      sync_wake.wait_until(lock, last_pass + options.fsync_interval, [this] { return sync_stop; });
+      const bool stop = sync_stop;  // a last pass, then out
+      last_pass = std::chrono::steady_clock::now();
       const int fd = sync_fd;
       std::vector<int> closing = std::move(sync_closing);
       sync_closing.clear();
@@ -400,11 +413,12 @@ struct Spool::State {  // NOLINT(clang-analyzer-optin.performance.Padding)
       if (directory && ::fsync(dir_fd) != 0) {
         set_error(system_error_text("spool: cannot sync directory", options.dir, errno));
       }
-      if (fd >= 0 && dirty.exchange(false) && ::fdatasync(fd) != 0) {
+      if (dirty.exchange(false) && fd >= 0 && ::fdatasync(fd) != 0) {
         set_error(
             system_error_text("spool: cannot sync", path(segment_name(write_segment)), errno));
       }
       lock.lock();
+      if (stop) return;
     }
   }
 
@@ -439,7 +453,12 @@ struct Spool::State {  // NOLINT(clang-analyzer-optin.performance.Padding)
     written += buffer.size();
     buffer.clear();
     unsynced = true;
-    dirty.store(true, std::memory_order_relaxed);
+    if (!dirty.exchange(true, std::memory_order_relaxed) && options.fsync_interval.count() > 0) {
+      // The first write since the last sync wakes the syncer (once per
+      // fsync_interval at most, under a steady stream of events).
+      const std::lock_guard lock(sync_mu);
+      sync_wake.notify_one();
+    }
     {
       const std::lock_guard lock(mu);
       segments.back().end = written;
@@ -608,7 +627,11 @@ struct Spool::State {  // NOLINT(clang-analyzer-optin.performance.Padding)
       maybe_write_ack(false);
       const std::size_t limit =
           std::min(max, kMaxOutstanding - std::min(kMaxOutstanding, outstanding.size()));
-      const auto deadline = std::chrono::steady_clock::now() + wait;
+      using Clock = std::chrono::steady_clock;
+      // No time limit: until a record comes or wake_reader() (with the most
+      // records out, a second: only acknowledge() or rewind() makes room).
+      const bool forever = wait == kWaitForever && limit > 0;
+      const auto deadline = Clock::now() + (wait == kWaitForever ? std::chrono::seconds(1) : wait);
       while (n < limit || limit == 0) {
         std::uint64_t end = 0;
         std::vector<Hole> holes;
@@ -617,8 +640,24 @@ struct Spool::State {  // NOLINT(clang-analyzer-optin.performance.Padding)
           bool have = limit > 0 && readable_end(end, holes);
           if (!have) {
             if (n > 0) break;
-            have = readable.wait_until(
-                lock, deadline, [&] { return wake || (limit > 0 && readable_end(end, holes)); });
+            const auto ready = [&] { return wake || (limit > 0 && readable_end(end, holes)); };
+            // An acknowledged position waiting to be written is written
+            // when it falls due, however long the wait.
+            const bool ack_waits = ack_dirty && options.fsync_interval.count() > 0;
+            const auto ack_due = last_ack_write + options.fsync_interval;
+            if (ack_waits && (forever || ack_due < deadline)) {
+              have = readable.wait_until(lock, ack_due, ready);
+              if (!have) {
+                lock.unlock();
+                maybe_write_ack(true);
+                continue;
+              }
+            } else if (forever) {
+              readable.wait(lock, ready);
+              have = true;
+            } else {
+              have = readable.wait_until(lock, deadline, ready);
+            }
             if (wake) {
               wake = false;
               break;
@@ -800,7 +839,10 @@ struct Spool::State {  // NOLINT(clang-analyzer-optin.performance.Padding)
     }
     last_sync = std::chrono::steady_clock::now();
     buffer.reserve(kWriteBufferBytes);
-    if (options.fsync_interval.count() > 0) syncer = std::thread([this] { run_syncer(); });
+    if (options.fsync_interval.count() > 0) {
+      syncer = std::thread([this] { run_syncer(); });
+      pthread_setname_np(syncer.native_handle(), "dnsgate-sync");
+    }
 
     // The saved position may name a segment deleted since: start at the
     // first one after it.
@@ -856,6 +898,11 @@ bool Spool::flush() {
   } catch (...) {
     return false;
   }
+}
+
+bool Spool::unflushed() const {
+  return !state_->buffer.empty() ||
+         (state_->options.fsync_interval.count() == 0 && state_->unsynced);
 }
 
 std::size_t Spool::read(std::size_t max, std::vector<SpooledRecord>& out,

@@ -89,18 +89,24 @@ class Spool {
   // write keeps what was buffered for the next try: records said `stored`
   // are not dropped. Never blocks on the reader, never throws.
   Append append(std::string_view record);
-  // Makes what append() buffered visible to the reader (and fsyncs when
-  // fsync_interval has passed). The writer calls it after each batch, and
-  // when idle at least every fsync_interval so the last records get
-  // synced too. False on a write or sync error (last_error()).
+  // Makes what append() buffered visible to the reader (with
+  // fsync_interval 0, also syncs it; otherwise a thread of the spool's own
+  // syncs within fsync_interval). The writer calls it after each batch.
+  // False on a write or sync error (last_error()).
   bool flush();
+  // The writer's: flush() has something left to do (a write or a sync that
+  // failed and is to be tried again).
+  bool unflushed() const;
 
   // Copies up to `max` records, in order, from the read position on into
   // `out` (cleared first), waiting up to `wait` for one to be flushed when
-  // there is none. The read position moves past them; acknowledge() or
+  // there is none (kWaitForever: no time limit, until one is or
+  // wake_reader()). The read position moves past them; acknowledge() or
   // rewind() say what became of them. At most 1,048,576 records are out
   // (read, neither acknowledged nor rewound) at once: past that read()
-  // waits and returns none.
+  // waits (a second at most with kWaitForever) and returns none. While it
+  // waits, an acknowledged position falling due is written.
+  static constexpr std::chrono::milliseconds kWaitForever = std::chrono::milliseconds::max();
   std::size_t read(std::size_t max, std::vector<SpooledRecord>& out,
                    std::chrono::milliseconds wait);
   // Every record up to and including `through` was delivered: fully
