@@ -35,7 +35,8 @@ constexpr std::chrono::milliseconds kFirstBackoff{100};
 constexpr std::chrono::milliseconds kMaxBackoff{5000};
 constexpr std::chrono::seconds kSpoolReopen{5};       // a spool that would not open is tried again
 constexpr std::chrono::seconds kStillFailingLog{30};  // a failure that lasts is logged again
-constexpr std::chrono::milliseconds kReadWait{100};  // how long an idle reader sleeps between looks
+// While draining at close, how long a read waits for records still to come.
+constexpr std::chrono::milliseconds kDrainReadWait{100};
 
 // RFC 3339 UTC with microseconds, as the events' `time`.
 std::string rfc3339(WallTime time) {
@@ -64,6 +65,7 @@ struct SpoolingOutput::State {
   // failure) and the delivery thread.
   std::mutex spool_mutex;
   std::shared_ptr<Spool> spool;
+  std::atomic<bool> spool_open{false};  // spool is set: the delivery thread's wait reads it
   std::chrono::steady_clock::time_point next_open_attempt{};
   std::string spool_error;  // the last reason it would not open, logged once per reason
 
@@ -131,6 +133,7 @@ std::shared_ptr<Spool> SpoolingOutput::State::writer_spool() noexcept {
       return nullptr;
     }
     spool = std::move(std::get<std::unique_ptr<Spool>>(opened));
+    spool_open.store(true);
     const SpoolCounts counts = spool->counts();
     if (!spool_error.empty()) log(false, "events: spool " + spool_options.dir + " opened");
     spool_error.clear();
@@ -147,7 +150,12 @@ std::shared_ptr<Spool> SpoolingOutput::State::writer_spool() noexcept {
   } catch (const std::exception& error) {
     log(true, std::string("events: spool: ") + error.what());
   }
-  stop_wake.notify_all();
+  if (spool) {
+    // Under stop_mutex, so that a delivery thread about to wait for the
+    // spool cannot miss it (lock order: spool_mutex, then stop_mutex).
+    const std::lock_guard stop_lock(stop_mutex);
+    stop_wake.notify_all();
+  }
   return spool;
 }
 
@@ -278,12 +286,18 @@ void SpoolingOutput::State::deliver_until_stopped() noexcept {
     const std::shared_ptr<Spool> spool = current_spool();
     if (!spool) {
       if (draining) break;
-      sleep_unless_stopping(kReadWait);
+      // No timer: the writer opens the spool (and wakes us) when an event
+      // comes, or close() does.
+      std::unique_lock lock(stop_mutex);
+      stop_wake.wait(lock, [this] { return stopping || spool_open.load(); });
       continue;
     }
     if (draining && spool->backlog() == 0) break;
     try {
-      if (spool->read(delivery->batch_max(), records, kReadWait) == 0) continue;
+      // Idle, the thread sleeps until the writer flushes records into the
+      // spool or close() wakes it: no look every so often.
+      const auto wait = draining ? kDrainReadWait : Spool::kWaitForever;
+      if (spool->read(delivery->batch_max(), records, wait) == 0) continue;
       batch.clear();
       for (const SpooledRecord& record : records) {
         batch.push_back({event_id_of(record.text), record.text});
@@ -398,6 +412,11 @@ void SpoolingOutput::flush() noexcept {
   }
 }
 
+bool SpoolingOutput::unflushed() noexcept {
+  const std::shared_ptr<Spool> spool = state_->current_spool();
+  return spool && spool->unflushed();
+}
+
 void SpoolingOutput::close() noexcept {
   State& state = *state_;
   {
@@ -409,6 +428,8 @@ void SpoolingOutput::close() noexcept {
   }
   flush();
   state.stop_wake.notify_all();
+  // A delivery thread waiting for records sees `stopping` now.
+  if (const std::shared_ptr<Spool> spool = state.current_spool()) spool->wake_reader();
   {
     // The delivery thread sends the backlog until the grace ends; one
     // still blocked in a send then is told to give up.

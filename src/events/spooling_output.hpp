@@ -51,6 +51,8 @@ class SpoolingOutput {
   void store(std::string_view line, WallTime time) noexcept;
   // After each batch of store(): the reader may see them.
   void flush() noexcept;
+  // The writer's: a flush() failed and has its lines still to write.
+  bool unflushed() noexcept;
 
   // Stops the delivery thread after it has sent what it could within the
   // drain grace. Idempotent.
