@@ -51,9 +51,19 @@ static_assert(std::atomic<bool>::is_always_lock_free);
 constexpr std::size_t kMaxBatchRecords = 256;
 
 // Once woken, the writer lets records gather this long before it takes
-// them: one wake-up, one write(2) and no futex call on the DNS thread per
-// few dozen events instead of per event. Well inside the 100 ms flush bound.
+// them: one wake-up and one write(2) per few dozen events instead of per
+// event. Well inside the 100 ms flush bound.
 constexpr std::chrono::milliseconds kGatherDelay{5};
+
+// After a batch the writer looks at the queue again every kGatherDelay, and
+// goes to sleep (no timer: an idle proxy does not wake it) only after this
+// many looks in a row found it empty. While it looks, emit() wakes nobody:
+// only the first event after a quiet spell costs the DNS thread a futex
+// wake-up (a system call, and on another CPU an interrupt, before the
+// query's answer goes out). With 10 looks (50 ms), a steady stream of more
+// than 20 queries/s never pays it; the price is the writer waking every
+// 5 ms while events come, and 10 times more once they stop.
+constexpr unsigned kQuietLooks = 10;
 
 // How long a write waits for a non-blocking output (a stdout someone else set
 // O_NONBLOCK on) to drain before trying again.
@@ -165,6 +175,9 @@ struct CloudEventSink::State {
 
   std::mutex queue_mutex;
   std::condition_variable queue_not_empty;
+  // Set while the writer waits on queue_not_empty with nothing queued: the
+  // one time emit() has to wake it. Otherwise it looks again on its own.
+  bool writer_asleep = false;
   // Ring of queued records: slots [head, head + count) modulo capacity. Only
   // emit() writes slots and only the writer reads them; the writer reads its
   // slots without the lock, because emit() only ever fills slots outside
@@ -311,31 +324,45 @@ void CloudEventSink::State::run_writer() noexcept {
   line_slots.reserve(kMaxBatchRecords);
   EventIdGenerator ids;
   const std::size_t capacity = ring->size();
+  const auto gather = std::min<std::chrono::milliseconds>(kGatherDelay, options.flush_interval);
+  unsigned quiet_looks = 0;  // looks in a row that found the queue empty
   for (;;) {
     std::size_t first = 0;
     std::size_t taken = 0;
+    // A spool write that failed keeps its lines buffered: it is tried again
+    // every flush_interval even while no event comes.
+    const bool retry_output = delivering && delivering->unflushed();
     {
       std::unique_lock lock(queue_mutex);
-      // The timeout is a safety net only: emit() wakes us as soon as the queue
-      // stops being empty, and each record is written as soon as it is taken.
-      queue_not_empty.wait_for(lock, options.flush_interval,
-                               [this] { return count > 0 || stopping; });
+      if (count == 0 && !stopping && quiet_looks >= kQuietLooks) {
+        // Quiet: sleep until emit() or close() wakes us, with no timeout.
+        writer_asleep = true;
+        const auto woken = [this] { return count > 0 || stopping; };
+        if (retry_output) {
+          queue_not_empty.wait_for(lock, options.flush_interval, woken);
+        } else {
+          queue_not_empty.wait(lock, woken);
+        }
+        writer_asleep = false;
+      }
+      if (!stopping && count < capacity / 2) {
+        // Let records gather (the next look, when the queue is empty).
+        lock.unlock();
+        std::this_thread::sleep_for(gather);
+        lock.lock();
+      }
       if (count == 0) {
         if (stopping) {
           return;
         }
-        if (delivering) {
-          // Idle: the spool's fsync falls due by time, not only by appends.
+        if (quiet_looks < kQuietLooks) ++quiet_looks;
+        if (retry_output) {
           lock.unlock();
           delivering->flush();
         }
         continue;
       }
-      if (!stopping && count < capacity / 2) {
-        lock.unlock();
-        std::this_thread::sleep_for(std::min(kGatherDelay, options.flush_interval));
-        lock.lock();
-      }
+      quiet_looks = 0;
       first = head;
       taken = std::min(count, kMaxBatchRecords);
     }
@@ -485,7 +512,7 @@ CloudEventSink::~CloudEventSink() {
 
 bool CloudEventSink::emit(const QueryRecord& record) noexcept {
   State& state = *state_;
-  bool was_empty = false;
+  bool wake_writer = false;
   {
     std::lock_guard lock(state.queue_mutex);
     const std::size_t capacity = state.ring->size();
@@ -494,15 +521,17 @@ bool CloudEventSink::emit(const QueryRecord& record) noexcept {
       return false;
     }
     state.ring->store((state.head + state.count) % capacity, record);
-    was_empty = state.count == 0;
     ++state.count;
     state.ring->publish(state.head, state.count);
     state.queued.store(state.count, std::memory_order_relaxed);
+    // Only a writer asleep on the condition needs a wake-up, once: a busy
+    // or looking one takes the queue on its own (run_writer). Under a
+    // steady stream of queries the DNS thread makes no system call here.
+    wake_writer = std::exchange(state.writer_asleep, false);
   }
-  // Only the empty -> non-empty edge needs a wake-up: a writer that is busy
-  // rechecks the queue before it waits again. Notifying outside the lock
-  // spares the writer waking only to block on the mutex.
-  if (was_empty) {
+  // Notifying outside the lock spares the writer waking only to block on
+  // the mutex.
+  if (wake_writer) {
     state.queue_not_empty.notify_one();
   }
   return true;
