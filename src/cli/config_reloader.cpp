@@ -1,5 +1,6 @@
 #include "cli/config_reloader.hpp"
 
+#include <pthread.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
 
@@ -49,6 +50,7 @@ ConfigReloader::ConfigReloader(std::string path, const DnsProxyConfig& running,
                                ConfigMailbox& mailbox, MetricsBoard* board)
     : path_(std::move(path)), running_(running), mailbox_(mailbox), board_(board) {
   thread_ = std::thread([this] { run(); });
+  pthread_setname_np(thread_.native_handle(), "dnsgate-reload");
 }
 
 ConfigReloader::~ConfigReloader() {
