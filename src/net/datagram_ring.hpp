@@ -103,14 +103,12 @@ class DatagramRing {
     msghdr header{};
     iovec io{};
     sockaddr_storage to{};
-    Handle owner = kNoHandle;
-    std::uint16_t owner_generation = 0;
-    std::uint16_t tag = 0;
   };
 
   DatagramRing() = default;
   bool setup(std::string& why);
   io_uring_sqe* next_sqe() noexcept;
+  void submitted() noexcept;
   void arm(Handle handle) noexcept;
   void complete(const io_uring_cqe& cqe, SteadyTime now);
   void on_receive(Handle handle, const io_uring_cqe& cqe, SteadyTime now);
@@ -129,8 +127,10 @@ class DatagramRing {
   std::vector<Handle> rearm_;
   std::unique_ptr<std::uint8_t[]> send_arena_;
   std::vector<SendSlot> send_slots_;
-  std::vector<std::uint32_t> free_sends_;
+  std::size_t sends_queued_ = 0;  // slots in use since the last submission
 
+  bool batch_waits_ = false;       // the kernel has IORING_FEAT_MIN_TIMEOUT
+  unsigned last_completions_ = 0;  // in the last dispatch: sizes the next wait
   int polled_fd_ = -1;
   bool poll_armed_ = false;
   Counters counters_;

@@ -39,7 +39,12 @@ MALFORMED = [
 
 
 @pytest.fixture
-def vgate(tmp_path):
+def vgate(tmp_path, monkeypatch):
+    # The epoll backend (config `io`): valgrind 3.19 knows neither what the
+    # kernel writes into io_uring's buffers (every datagram would read as
+    # uninitialised) nor that io_uring_enter blocks, so it keeps SIGTERM
+    # from the loop for good. The io_uring path is checked by the ASan suite.
+    monkeypatch.setenv("DNSGATE_IO", "epoll")
     assert Path(VALGRIND).exists(), "valgrind is missing: run scripts/install-deps.sh"
     binary = dnsgate_bin()
     symbols = subprocess.run(["nm", "-D", "--undefined-only", binary], capture_output=True, text=True).stdout
