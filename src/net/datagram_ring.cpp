@@ -87,7 +87,7 @@ std::unique_ptr<DatagramRing> DatagramRing::open(std::string& why) {
 // The ring starts disabled so that, before anything can be submitted, it is
 // restricted to the four operations this backend uses: io_uring's requests
 // are not seen by seccomp, and a restricted ring can do nothing the
-// process could not do with recvmsg, sendmsg and poll anyway.
+// process could not do with recvmsg, sendto and poll anyway.
 bool DatagramRing::setup(std::string& why) {
   io_uring_params params{};
   params.cq_entries = kCompletionEntries;
@@ -150,7 +150,7 @@ bool DatagramRing::setup(std::string& why) {
   to_recycle_.reserve(kBufferCount);
 
   std::array<io_uring_restriction, 5> allowed{};
-  const std::array<std::uint8_t, 4> operations{IORING_OP_RECVMSG, IORING_OP_SENDMSG,
+  const std::array<std::uint8_t, 4> operations{IORING_OP_RECVMSG, IORING_OP_SEND,
                                                IORING_OP_POLL_ADD, IORING_OP_ASYNC_CANCEL};
   for (std::size_t i = 0; i < operations.size(); ++i) {
     allowed[i].opcode = IORING_RESTRICTION_SQE_OP;
@@ -170,7 +170,7 @@ bool DatagramRing::setup(std::string& why) {
   }
 
   send_arena_.reset(new std::uint8_t[kSendSlots * kSendSlotOctets]);
-  send_slots_.resize(kSendSlots);
+  destinations_.resize(kSendSlots);
   rearm_.reserve(16);
   return true;
 }
@@ -262,19 +262,17 @@ bool DatagramRing::send(Handle owner, int fd, const sockaddr* to, socklen_t to_l
   io_uring_sqe* sqe = next_sqe();
   if (sqe == nullptr) return false;
   const std::size_t index = sends_queued_++;
-  SendSlot& slot = send_slots_[index];
   std::uint8_t* data = send_arena_.get() + index * kSendSlotOctets;
   std::memcpy(data, payload.data(), payload.size());
-  slot.io = {data, payload.size()};
-  slot.header = {};
+  // A send with its destination (Linux 6.0), not a sendmsg: the kernel
+  // then imports no msghdr and no iovec for each datagram.
+  io_uring_prep_send(sqe, fd, data, payload.size(), MSG_DONTWAIT);
   if (to != nullptr) {
-    std::memcpy(&slot.to, to, to_length);
-    slot.header.msg_name = &slot.to;
-    slot.header.msg_namelen = to_length;
+    sockaddr_storage& destination = destinations_[index];
+    std::memcpy(&destination, to, to_length);
+    io_uring_prep_send_set_addr(sqe, reinterpret_cast<const sockaddr*>(&destination),
+                                static_cast<std::uint16_t>(to_length));
   }
-  slot.header.msg_iov = &slot.io;
-  slot.header.msg_iovlen = 1;
-  io_uring_prep_sendmsg(sqe, fd, &slot.header, MSG_DONTWAIT);
   sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
   // A failure names the owner and the tag: the slot is reused by then.
   const std::uint16_t generation = owner < watches_.size() ? watches_[owner].generation : 0;

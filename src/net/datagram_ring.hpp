@@ -1,7 +1,7 @@
 // DatagramRing: the io_uring backend's UDP side (docs/performance.md, "The
 // io_uring backend"). Each watched socket has one multishot recvmsg that
 // fills buffers from a shared provided-buffer ring, so datagrams arrive
-// without a system call each; sends are queued as sendmsg entries and reach
+// without a system call each; sends are queued as send entries and reach
 // the kernel with the wait of the next turn. One io_uring_enter per turn
 // carries all of it. Everything else (TCP, TLS, QUIC, timers) stays on
 // epoll, whose descriptor the ring polls.
@@ -99,11 +99,6 @@ class DatagramRing {
     bool armed = false;  // a multishot receive is in the kernel
     msghdr header{};     // what each receive may fill: the source, no control
   };
-  struct SendSlot {
-    msghdr header{};
-    iovec io{};
-    sockaddr_storage to{};
-  };
 
   DatagramRing() = default;
   bool setup(std::string& why);
@@ -126,8 +121,8 @@ class DatagramRing {
   std::vector<Watch> watches_;
   std::vector<Handle> rearm_;
   std::unique_ptr<std::uint8_t[]> send_arena_;
-  std::vector<SendSlot> send_slots_;
-  std::size_t sends_queued_ = 0;  // slots in use since the last submission
+  std::vector<sockaddr_storage> destinations_;  // by send slot
+  std::size_t sends_queued_ = 0;                // slots in use since the last submission
 
   bool batch_waits_ = false;       // the kernel has IORING_FEAT_MIN_TIMEOUT
   unsigned last_completions_ = 0;  // in the last dispatch: sizes the next wait
