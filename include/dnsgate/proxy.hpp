@@ -84,7 +84,16 @@ class MetricsBoard;
 // turns. Configs posted while an earlier one waits replace it.
 class ConfigMailbox {
  public:
+  ConfigMailbox();
+  ~ConfigMailbox();
+  ConfigMailbox(const ConfigMailbox&) = delete;
+  ConfigMailbox& operator=(const ConfigMailbox&) = delete;
+
+  // Posting also makes wake_fd() readable, so a loop asleep in its wait
+  // takes the config at once rather than at its next idle turn.
   void post(std::shared_ptr<const DnsProxyConfig> config);
+  // An eventfd (-1 if none could be made); the loop watches and drains it.
+  int wake_fd() const noexcept { return wake_fd_; }
   // The config waiting, or null; for the loop.
   std::shared_ptr<const DnsProxyConfig> take();
   bool pending() const noexcept { return pending_.load(std::memory_order_acquire); }
@@ -97,6 +106,7 @@ class ConfigMailbox {
   std::shared_ptr<const DnsProxyConfig> next_;
   std::atomic<bool> pending_{false};
   std::atomic<std::uint64_t> applied_{0};
+  int wake_fd_ = -1;
 };
 
 // What a caller may attach to a loop; each optional.

@@ -1,15 +1,31 @@
 // Hot reload (DESIGN.md §12): the mailbox a new config waits in, and which
 // fields a running loop cannot take over.
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <cstdint>
 #include <utility>
 
 #include "dnsgate/proxy.hpp"
 
 namespace dnsgate {
 
+ConfigMailbox::ConfigMailbox() : wake_fd_(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {}
+
+ConfigMailbox::~ConfigMailbox() {
+  if (wake_fd_ >= 0) close(wake_fd_);
+}
+
 void ConfigMailbox::post(std::shared_ptr<const DnsProxyConfig> config) {
-  const std::lock_guard lock(mutex_);
-  next_ = std::move(config);
-  pending_.store(next_ != nullptr, std::memory_order_release);
+  {
+    const std::lock_guard lock(mutex_);
+    next_ = std::move(config);
+    pending_.store(next_ != nullptr, std::memory_order_release);
+  }
+  if (wake_fd_ >= 0) {
+    const std::uint64_t one = 1;
+    (void)!write(wake_fd_, &one, sizeof one);
+  }
 }
 
 std::shared_ptr<const DnsProxyConfig> ConfigMailbox::take() {

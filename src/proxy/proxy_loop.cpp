@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -418,10 +419,12 @@ int ProxyLoop::wait_for_io(milliseconds timeout, std::span<epoll_event> ready) {
         epoll_wait(epoll_.get(), ready.data(), max_events,
                    static_cast<int>(std::min<std::int64_t>(timeout.count(), INT32_MAX)));
     turn_clock_ = now();
+    take_reload_if_posted();
     return std::max(count, 0);
   }
   ring_->wait(timeout);
   turn_clock_ = now();
+  take_reload_if_posted();
   if (!ring_->dispatch(turn_clock_.steady)) return 0;
   return std::max(epoll_wait(epoll_.get(), ready.data(), max_events, 0), 0);
 }
@@ -475,6 +478,12 @@ void ProxyLoop::dispatch(const epoll_event& ready, const Clock& now) {
     case Source::tcp_client:
       on_client_event(index, ready.events, now);
       break;
+    case Source::reload: {
+      // Taken already, right after the wait; only the count is left.
+      std::uint64_t posted = 0;
+      (void)!read(hooks_.reloads->wake_fd(), &posted, sizeof posted);
+      break;
+    }
     case Source::wake:
       // Seen: the flag is read at the top of the turn. Left registered, the
       // descriptor (never read) would wake every turn until the end.
@@ -500,6 +509,7 @@ DnsProxyStats ProxyLoop::run(const std::atomic<bool>& shutdown) {
   }
   watch(tcp_listener_, Source::tcp_listener);
   watch(hooks_.wake_fd, Source::wake);
+  if (hooks_.reloads != nullptr) watch(hooks_.reloads->wake_fd(), Source::reload);
   for (std::size_t i = 0; i < resolvers_.size(); ++i) sync_interest(i);
   if (hooks_.metrics != nullptr) {
     // Healthy from the loop's start: the first turn may answer a query
@@ -564,6 +574,12 @@ DnsProxyStats ProxyLoop::run(const std::atomic<bool>& shutdown) {
     hooks_.metrics->set_listening(false);
   }
   return stats_;
+}
+
+// A config posted while the loop waited (its wake ended the wait) is in
+// force before anything that woke the loop with it is decided.
+void ProxyLoop::take_reload_if_posted() {
+  if (!draining_ && hooks_.reloads != nullptr && hooks_.reloads->pending()) take_reload();
 }
 
 // Puts the newest posted config in force. Its checks (restart_only_change,

@@ -37,7 +37,14 @@ namespace dnsgate {
 // What an epoll event is about: the kind in the high half; in the low
 // half a TCP client's connection slot, or a resolver's index and its
 // descriptor slot.
-enum class Source : std::uint32_t { udp_listener = 1, tcp_listener, upstream, tcp_client, wake };
+enum class Source : std::uint32_t {
+  udp_listener = 1,
+  tcp_listener,
+  upstream,
+  tcp_client,
+  wake,    // the stop eventfd
+  reload,  // the config mailbox's eventfd
+};
 
 inline std::uint64_t tag(Source source, std::uint32_t index = 0) {
   return std::uint64_t{static_cast<std::uint32_t>(source)} << 32 | index;
@@ -203,6 +210,7 @@ class ProxyLoop {
 
   // Hot reload (DESIGN §12), proxy_loop.cpp.
   void take_reload();
+  void take_reload_if_posted();
   void publish_metrics(const Clock& now);
 
   // dnssec_side.cpp: validation (DESIGN §9), and the fetches of chain

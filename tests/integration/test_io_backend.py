@@ -50,6 +50,14 @@ IO_LINE = re.compile(r" dnsgate info: io: (?P<backend>\S+?)(?: \((?P<why>.*)\))?
 ERROR_LINE = re.compile(r"^dnsgate: (?P<file>.+?):(?P<line>\d+): (?P<field>[^\s:]+): (?P<msg>.+)$")
 
 
+@pytest.fixture(autouse=True)
+def backend_from_the_file(monkeypatch):
+    """Each test names its backend in the file (or sets DNSGATE_IO itself):
+    the suite's own DNSGATE_IO (make test runs the normal suite on epoll)
+    must not override it."""
+    monkeypatch.delenv("DNSGATE_IO", raising=False)
+
+
 def io_lines(log: str) -> list[tuple[str, Optional[str]]]:
     """The backend each `io:` start-up line names, and its reason if any."""
     out = []
