@@ -442,14 +442,17 @@ void ProxyLoop::stop_listening() {
   stop_reading_clients();
 }
 
+// `io: uring` that cannot run was refused before the loop (the caller asks
+// io_uring_unavailable()); should the ring still fail here, the loop runs
+// on epoll and says why rather than not at all.
 void ProxyLoop::choose_io_backend() {
   std::string why;
-  if (hooks_.io.value_or(config_->io) == IoBackend::epoll) {
-    why.clear();
-  } else if (hooks_.under_seccomp) {
-    why = "io_uring is not used under seccomp";
-  } else {
-    ring_ = DatagramRing::open(why);
+  if (hooks_.io.value_or(config_->io) != IoBackend::epoll) {
+    if (hooks_.under_seccomp) {
+      why = "io_uring is not used under seccomp";
+    } else {
+      ring_ = DatagramRing::open(why);
+    }
   }
   if (hooks_.io_chosen != nullptr) {
     hooks_.io_chosen(ring_ ? IoBackend::uring : IoBackend::epoll, why);

@@ -105,11 +105,6 @@ void Do53Upstream::on_send_error(std::uint16_t id, int error, SteadyTime now) {
   listener_.on_failure(id, error_of_errno(error), now);
 }
 
-void Do53Upstream::on_datagram(std::span<std::uint8_t> payload, const sockaddr* source,
-                               socklen_t source_length, SteadyTime now) {
-  accept_udp_answer(payload, source, source_length, now);
-}
-
 // An ICMP error waits in the socket's error queue.
 void Do53Upstream::on_receive_error(int /*error*/, SteadyTime now) {
   if (udp_) read_udp_errors(now);
@@ -141,7 +136,7 @@ void Do53Upstream::read_udp_answers(SteadyTime now) {
     const std::size_t count = datagrams_->receive(udp_->fd());
     for (std::size_t i = 0; i < count; ++i) {
       const PeerAddress& source = datagrams_->peer(i);
-      accept_udp_answer(datagrams_->datagram(i), source.get(), source.length, now);
+      on_datagram(datagrams_->datagram(i), source.get(), source.length, now);
     }
     // Answers relayed so far go out before more are read.
     flush(now);
@@ -149,8 +144,9 @@ void Do53Upstream::read_udp_answers(SteadyTime now) {
   }
 }
 
-void Do53Upstream::accept_udp_answer(std::span<std::uint8_t> answer, const sockaddr* source,
-                                     socklen_t source_length, SteadyTime now) {
+// An answer from the UDP side, read by recvmmsg (epoll) or by the ring.
+void Do53Upstream::on_datagram(std::span<std::uint8_t> answer, const sockaddr* source,
+                               socklen_t source_length, SteadyTime now) {
   if (!udp_->is_resolver(source, source_length) || answer.size() < 2 || over_udp_.empty() ||
       over_udp_[read_u16(answer, 0)] == 0) {
     ++counters_.unsolicited;

@@ -58,8 +58,6 @@ class Do53Upstream final : public Upstream, private DatagramReceiver {
                    SteadyTime now) override;
   void on_receive_error(int error, SteadyTime now) override;
   void on_send_error(std::uint16_t tag, int error, SteadyTime now) override;
-  void accept_udp_answer(std::span<std::uint8_t> answer, const sockaddr* source,
-                         socklen_t source_length, SteadyTime now);
   void read_udp_answers(SteadyTime now);
   void read_udp_errors(SteadyTime now);
   void on_tcp_event(std::uint32_t events, SteadyTime now);
