@@ -45,8 +45,9 @@ test: build
 	@echo "==== the fuzz targets (build-fuzz/)"; cat $(TEST_LOGS)/test-fuzz-run.log
 
 # The integration suites run once per I/O backend (config `io`): the normal
-# suite on epoll (DNSGATE_IO=epoll), the ASan suite on the default, io_uring
-# on this kernel; test_io_backend and the allocation test run both in each.
+# suite on epoll (DNSGATE_IO=epoll, as the default), the ASan suite with
+# DNSGATE_IO=auto, io_uring on this kernel; test_io_backend and the
+# allocation test run both in each.
 test-suite:
 	@echo "make test: $$(date -u +%T) the unit and integration suites (build/, io: epoll)"
 	cd $(BUILD_DIR) && DNSGATE_IO=epoll ctest --output-on-failure -j $(JOBS)

@@ -12,9 +12,9 @@
 # tests/doq_server): it is used as it is instead of being built again.
 #
 # ctest gives each integration test DNSGATE_BIN=<this build's dnsgate>, so
-# the integration suite drives the sanitized binary, on the I/O backend the
-# default `io: auto` picks (io_uring where the kernel has it); `make test`
-# runs the normal suite on epoll, so each backend gets the whole suite.
+# the integration suite drives the sanitized binary, with DNSGATE_IO=auto:
+# on io_uring where the kernel has it; `make test` runs the normal suite on
+# epoll (the default), so each backend gets the whole suite.
 set -euo pipefail
 
 do_build=1
@@ -55,5 +55,5 @@ export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 # allow-list has: integration.seccomp and test_supervisor (whose proxies
 # run under the filter) run in the normal suite only.
 cd "$build"
-unset DNSGATE_IO
+export DNSGATE_IO=auto
 ctest --output-on-failure -j "$jobs" -E '^integration\.(test_valgrind|seccomp|test_supervisor.*)$'

@@ -103,9 +103,10 @@ struct TcpLimits {
 inline constexpr std::size_t kMaxInflightLimit = 65535;  // one 16-bit id space per upstream socket
 inline constexpr std::chrono::milliseconds kMaxUpstreamTimeout{60000};
 
-// How the loop does its UDP I/O (docs/performance.md, "The io_uring
-// backend"): io_uring where the kernel allows it, else epoll (automatic);
-// or one of them by name, where `uring` fails the start if it cannot run.
+// How the loop does its UDP I/O (docs/configuration.md, `io`): epoll, the
+// default (it took less CPU per query than io_uring in make bench);
+// io_uring where the kernel allows it, else epoll (automatic); or io_uring
+// only, where a start that cannot have it fails.
 enum class IoBackend : std::uint8_t { automatic, epoll, uring };
 std::string_view io_backend_name(IoBackend backend) noexcept;
 // "auto", "epoll", "uring"; nullopt for anything else.
@@ -131,7 +132,7 @@ struct DnsProxyConfig {
   TcpLimits tcp;
   DnssecConfig dnssec;
   MetricsConfig metrics;
-  IoBackend io = IoBackend::automatic;
+  IoBackend io = IoBackend::epoll;
   // For `dnsgate supervise` (DESIGN.md §10, docs/running.md): the cell's
   // network namespace, a name under /run/netns/ or a path; empty: none
   // (`dnsgate run` refuses a config that names one). The user the proxy

@@ -272,12 +272,12 @@ TEST(ConfigErrors, NumbersMustBeIntegers) {
                   "quoted string");
 }
 
-TEST(ConfigParse, IoBackendDefaultsToAutoAndIsSummarized) {
-  EXPECT_EQ(expect_valid(kMinimal).io, IoBackend::automatic);
-  EXPECT_NE(summarize(expect_valid(kMinimal)).find(", io auto"), std::string::npos);
-  const DnsProxyConfig epoll = expect_valid(std::string(kMinimal) + "io: epoll\n");
-  EXPECT_EQ(epoll.io, IoBackend::epoll);
-  EXPECT_NE(summarize(epoll).find(", io epoll"), std::string::npos);
+TEST(ConfigParse, IoBackendDefaultsToEpollAndIsSummarized) {
+  EXPECT_EQ(expect_valid(kMinimal).io, IoBackend::epoll);
+  EXPECT_NE(summarize(expect_valid(kMinimal)).find(", io epoll"), std::string::npos);
+  const DnsProxyConfig automatic = expect_valid(std::string(kMinimal) + "io: auto\n");
+  EXPECT_EQ(automatic.io, IoBackend::automatic);
+  EXPECT_NE(summarize(automatic).find(", io auto"), std::string::npos);
   EXPECT_EQ(expect_valid(std::string(kMinimal) + "io: uring\n").io, IoBackend::uring);
 }
 
@@ -291,9 +291,9 @@ TEST(ConfigErrors, IoBackendUnknown) {
 
 TEST(ConfigReload, ChangingIoNeedsARestart) {
   const DnsProxyConfig running = expect_valid(kMinimal);
-  EXPECT_EQ(restart_only_change(running, expect_valid(std::string(kMinimal) + "io: epoll\n")),
+  EXPECT_EQ(restart_only_change(running, expect_valid(std::string(kMinimal) + "io: auto\n")),
             "io");
-  EXPECT_EQ(restart_only_change(running, expect_valid(std::string(kMinimal) + "io: auto\n")), "");
+  EXPECT_EQ(restart_only_change(running, expect_valid(std::string(kMinimal) + "io: epoll\n")), "");
 }
 
 TEST(ConfigErrors, DenyRcodeUnknown) {
