@@ -65,6 +65,14 @@ constexpr std::chrono::milliseconds kGatherDelay{5};
 // 5 ms while events come, and 10 times more once they stop.
 constexpr unsigned kQuietLooks = 10;
 
+// A writer inside one write(2) for longer than this is stuck (a reader that
+// stopped reading): the loop no longer waits for it, and events that find
+// the queue full are dropped and counted. A shorter write is slow, not
+// stuck (a disk throttled by dirty-page writeback pauses a writer for up to
+// 200 ms): the loop waits for it rather than lose events. Half a second
+// keeps a waiting loop inside /healthz's one-second window.
+constexpr std::chrono::milliseconds kStalledOutput{500};
+
 // How long a write waits for a non-blocking output (a stdout someone else set
 // O_NONBLOCK on) to drain before trying again.
 constexpr int kWritablePollMs = 100;
@@ -188,10 +196,11 @@ struct CloudEventSink::State {
   bool stopping = false;
 
   // Backlog: count mirrored for the loop's lock-free check once per turn;
-  // `in_output` is set while the writer is inside write(2), where a wait by
-  // the loop would not help it.
+  // `output_since` is when the writer went into its current write(2)
+  // (steady clock, ns; 0: not in one), which tells a slow output from a
+  // stuck one (kStalledOutput).
   std::atomic<std::size_t> queued{0};
-  std::atomic<bool> in_output{false};
+  std::atomic<std::int64_t> output_since{0};
   std::condition_variable queue_has_room;
   std::size_t room_waiters = 0;
 
@@ -220,6 +229,13 @@ struct CloudEventSink::State {
   // until the queue is down to backlog_resolved().
   std::size_t backlog_starts() const noexcept { return ring->size() - ring->size() / 4; }
   std::size_t backlog_resolved() const noexcept { return ring->size() / 2; }
+  // When the current write(2) will count as stuck; nullopt when the writer
+  // is not in one.
+  std::optional<std::chrono::steady_clock::time_point> stalled_at() const noexcept {
+    const std::int64_t since = output_since.load(std::memory_order_relaxed);
+    if (since == 0) return std::nullopt;
+    return std::chrono::steady_clock::time_point(std::chrono::nanoseconds(since)) + kStalledOutput;
+  }
 
   void run_writer() noexcept;
   // nats, http: each line to the spool, with its record's arrival time.
@@ -404,12 +420,14 @@ void CloudEventSink::State::run_writer() noexcept {
       continue;
     }
     if (reopen_requested.exchange(false, std::memory_order_relaxed)) reopen_file();
-    in_output.store(true, std::memory_order_relaxed);
+    output_since.store(
+        std::max<std::int64_t>(1, std::chrono::steady_clock::now().time_since_epoch().count()),
+        std::memory_order_relaxed);
     ring->writing(true);
     const std::size_t octets = write_fully(lines);
     // Still "writing" after a failed write that stopped inside a line.
     ring->writing(octets != lines.size() && octets > 0 && lines[octets - 1] != '\n');
-    in_output.store(false, std::memory_order_relaxed);
+    output_since.store(0, std::memory_order_relaxed);
 
     release_slots(taken);
     if (octets == lines.size()) {
@@ -537,10 +555,18 @@ bool CloudEventSink::emit(const QueryRecord& record) noexcept {
   return true;
 }
 
+// A writer short of CPU gets up to `limit`; a writer in a slow write(2)
+// gets as long as that write is not stuck, whatever `limit` says: with only
+// `limit`, the next turn's events would overflow the queue behind it.
 bool CloudEventSink::wait_while_backlogged(std::chrono::milliseconds limit) noexcept {
+  using Clock = std::chrono::steady_clock;
   State& state = *state_;
-  if (state.queued.load(std::memory_order_relaxed) < state.backlog_starts() ||
-      state.in_output.load(std::memory_order_relaxed)) {
+  const Clock::time_point started = Clock::now();
+  const auto stuck = [&state](Clock::time_point now) {
+    const auto stalled_at = state.stalled_at();
+    return stalled_at && now >= *stalled_at;
+  };
+  if (state.queued.load(std::memory_order_relaxed) < state.backlog_starts() || stuck(started)) {
     return false;
   }
   std::unique_lock lock(state.queue_mutex);
@@ -548,10 +574,16 @@ bool CloudEventSink::wait_while_backlogged(std::chrono::milliseconds limit) noex
     return false;
   }
   ++state.room_waiters;
-  state.queue_has_room.wait_for(lock, limit, [&state] {
-    return state.stopping || state.count <= state.backlog_resolved() ||
-           state.in_output.load(std::memory_order_relaxed);
-  });
+  while (!state.stopping && state.count > state.backlog_resolved()) {
+    const Clock::time_point now = Clock::now();
+    Clock::time_point until = started + limit;
+    if (const auto stalled_at = state.stalled_at()) {
+      if (now >= *stalled_at) break;  // stuck: drop and count rather than hold DNS
+      until = std::max(until, *stalled_at);
+    }
+    if (now >= until) break;
+    state.queue_has_room.wait_until(lock, until);
+  }
   --state.room_waiters;
   return true;
 }
