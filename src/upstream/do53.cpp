@@ -112,7 +112,13 @@ void Do53Upstream::on_receive_error(int /*error*/, SteadyTime now) {
 
 IoInterest Do53Upstream::io_interest(std::size_t slot) const noexcept {
   if (slot == kUdpSlot) {
-    return udp_ && ring_ == nullptr ? IoInterest{udp_->fd(), EPOLLIN, 1} : IoInterest{};
+    if (!udp_) return {};
+    // On the ring, epoll still watches the socket for its errors alone
+    // (events 0: EPOLLERR is always reported, level-triggered while ICMP
+    // errors wait in the queue). A receive armed in the ring is not
+    // certain to be woken by an error with no datagram behind it: under
+    // load, queries to an unreachable resolver waited for their timeout.
+    return {udp_->fd(), ring_ == nullptr ? static_cast<std::uint32_t>(EPOLLIN) : 0U, 1};
   }
   if (!tcp_.open()) return {};
   return {tcp_.fd(), EPOLLIN | (tcp_.wants_write() ? EPOLLOUT : 0U), tcp_.generation()};
