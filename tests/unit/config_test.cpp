@@ -291,8 +291,7 @@ TEST(ConfigErrors, IoBackendUnknown) {
 
 TEST(ConfigReload, ChangingIoNeedsARestart) {
   const DnsProxyConfig running = expect_valid(kMinimal);
-  EXPECT_EQ(restart_only_change(running, expect_valid(std::string(kMinimal) + "io: auto\n")),
-            "io");
+  EXPECT_EQ(restart_only_change(running, expect_valid(std::string(kMinimal) + "io: auto\n")), "io");
   EXPECT_EQ(restart_only_change(running, expect_valid(std::string(kMinimal) + "io: epoll\n")), "");
 }
 
