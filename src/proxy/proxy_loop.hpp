@@ -1,7 +1,8 @@
-// The proxy's event loop, shared by its three files: proxy_loop.cpp (the
-// loop, each query's verdict, the events), workload_tcp.cpp (the workload's
-// TCP connections) and upstream_side.cpp (the resolvers: sending,
-// answers, failures, failover).
+// The proxy's event loop, shared by its files: proxy_loop.cpp (the loop,
+// each query's verdict, the events), io_backend.cpp (epoll or io_uring: the
+// turn's wait), workload_tcp.cpp (the workload's TCP connections),
+// upstream_side.cpp (the resolvers: sending, answers, failures, failover)
+// and dnssec_side.cpp (validation).
 #pragma once
 
 #include <sys/epoll.h>
